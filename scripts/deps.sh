@@ -1,0 +1,18 @@
+# Sourced by scripts/main.sh and scripts/test.sh: installs, with apt, whatever
+# Debian 12 packages the build needs and are missing. Needs root (or sudo).
+qprune_install_deps() {
+  local wanted=("$@") missing=()
+  for p in "${wanted[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if ((${#missing[@]})); then
+    echo "qprune: installing ${missing[*]}"
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  fi
+}
+
+QPRUNE_BUILD_PACKAGES=(cmake ninja-build g++ libeigen3-dev)
+QPRUNE_TEST_PACKAGES=(googletest libgtest-dev libbenchmark-dev)

@@ -252,7 +252,8 @@ def gen_quantize_per_tensor():
                                        "float->int64 conversion yields INT64_MIN so torch returns "
                                        "qmin even for huge POSITIVE x; such element indices are "
                                        "listed in overflow_quirk_indices",
-            "dequantize": "float(scale) * float((int64)q - zero_point)",
+            "dequantize": "float(scale) * (float)(int32)(q - zero_point) -- the subtraction wraps "
+                          "in int32 for qint32 (e.g. q=-2^31, zp=7 gives a positive result)",
         },
         "num_cases_with_overflow_quirk": quirk_cases,
         "cases": cases,
@@ -328,6 +329,12 @@ def gen_quantize_per_channel():
         "description": "torch.quantize_per_channel(x, scales(float64 tensor), zero_points(int64 "
                        "tensor), axis, dtype); q = int_repr() and dequant = dequantize(), both "
                        "row-major flattened. See README.md.",
+        "observed_formula": {
+            "quantize": "q = clamp(float(zp_c) + nearbyint(x * (1.0f/float(scale_c))), qmin, qmax) "
+                        "(same as per-tensor)",
+            "dequantize": "(float)((double)(float(q) - float(zp_c)) * scale_c_double) -- unlike "
+                          "per-tensor, the multiplication uses the float64 scale",
+        },
         "cases": cases,
     })
 
@@ -500,6 +507,14 @@ def gen_observers():
         "generator": GENERATOR,
         "description": "torch.ao.quantization observers: construct with kwargs, call forward "
                        "on each batch in order, then calculate_qparams(). See README.md.",
+        "notes": [
+            "HistogramObserver (torch 1.13) calls torch.histc(x, bins, min=int(min_val), "
+            "max=int(max_val)): the range is TRUNCATED to integers, so values outside "
+            "[trunc(min), trunc(max)] are dropped from the histogram (e.g. hist_gauss_single: "
+            "64 inputs, histogram sum 61); if trunc(min)==trunc(max) histc uses the data min/max.",
+            "Symmetric quint8 without custom range uses zero_point 128; with custom range "
+            "(quant_min+quant_max)//2.",
+        ],
         "cases": cases,
     })
 
@@ -791,6 +806,20 @@ def gen_fake_quant():
         "description": "fake_quantize_per_tensor_affine / fake_quantize_per_channel_affine and "
                        "_fake_quantize_learnable_per_{tensor,channel}_affine: forward y and "
                        "backward with upstream gradient g. See README.md.",
+        "notes": [
+            "fake_quantize_*: q = (int64)(float(zp) + nearbyint(x*(1.0f/scale))), "
+            "y = (clamp(q,qmin,qmax) - zp) * scale, grad_x = g * float(qmin <= q <= qmax) "
+            "(so masked entries are -0.0 when g < 0). q overflows int64 for huge |x| "
+            "(e.g. 1e30 -> INT64_MIN -> y = (qmin-zp)*scale, grad 0).",
+            "learnable per-tensor: forward zp = clamp(nearbyint(zp_f)); backward zp = "
+            "(int64)clamp(zp_f + 0.5f) (different rounding!), xq = nearbyint(fma(x, inv_scale, "
+            "zp)) -- the compiled kernel fuses x*inv_scale+zp into one FMA (matters at ties).",
+            "learnable per-channel: zp = torch.round(zp_f).clamp(qmin,qmax) (half-to-even) in "
+            "forward and backward; xq = nearbyint(fma(x, inv_scale, zp)); in-range dscale = "
+            "g * fma(clamp(xq)-zp, scale, -x) * inv_scale * grad_factor.",
+            "grad_scale / grad_zero_point are float32 sums of per-element terms; compare with a "
+            "small relative tolerance (summation order).",
+        ],
         "per_tensor": pt,
         "per_channel": pc,
         "learnable_per_tensor": lpt,

@@ -15,4 +15,4 @@ qprune_install_deps() {
 }
 
 QPRUNE_BUILD_PACKAGES=(cmake ninja-build g++ libeigen3-dev)
-QPRUNE_TEST_PACKAGES=(googletest libgtest-dev libbenchmark-dev)
+QPRUNE_TEST_PACKAGES=(googletest libgtest-dev libbenchmark-dev nlohmann-json3-dev)

@@ -1,0 +1,1 @@
+qprune_add_test_binary(qprune_quant_concepts_tests quant/concepts_test.cpp)

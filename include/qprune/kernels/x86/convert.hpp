@@ -19,12 +19,7 @@
 #include "qprune/core/half.hpp"
 #include "qprune/kernels/reference/convert.hpp"
 
-// GCC 12.2 warns "__Y may be used uninitialized" inside its own AVX-512
-// intrinsics (GCC bug 105593, fixed in 12.3); silence it where they are inlined.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
+QPRUNE_X86_INTRINSICS_BEGIN
 
 namespace qprune::kernels::x86_avx2 {
 
@@ -206,8 +201,6 @@ namespace qprune::kernels::x86_avx512 {
 #undef QPRUNE_TARGET_AVX512
 }  // namespace qprune::kernels::x86_avx512
 
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+QPRUNE_X86_INTRINSICS_END
 
 #endif  // QPRUNE_X86

@@ -1,0 +1,222 @@
+// x86 bodies of the int8 GEMM (kernels/gemm_s8.hpp), one namespace per
+// instruction set, each compiled for its ISA with [[gnu::target]].
+//
+//  x86_avx512_vnni: vpdpbusd (u8 x s8, four products per int32 lane, no
+//    saturation: the int32 sum wraps, and the zero-point correction
+//    acc - a_zero_point * colsum[n] is exact modulo 2^32, hence exact whenever
+//    the true result fits in int32, which the API checks). Weights packed in
+//    16-channel panels of 4-byte k-groups: [N/16][K/4][16][4].
+//  x86_avx2: vpmaddwd on int16 (a - a_zero_point) and int16 weights: no int16
+//    saturating step (|a - zp| <= 255, |b| <= 128, a pair sums to <= 65280).
+//    Weights packed in 8-channel panels of k-pairs: [N/8][K/2][8][2].
+// Micro-kernels keep an MR x (16*NV) (resp. 8*NV) accumulator tile in
+// registers over the whole K loop and apply the output stage before storing.
+#pragma once
+
+#include "qprune/core/config.hpp"
+
+#if QPRUNE_X86
+#include <immintrin.h>
+
+#include <cstdint>
+#include <cstring>
+
+#include "qprune/kernels/output_stage.hpp"
+
+QPRUNE_X86_INTRINSICS_BEGIN
+
+namespace qprune::kernels::x86_avx512_vnni {
+
+#define QPRUNE_TARGET_VNNI gnu::target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma")
+
+/// Arguments shared by every micro-kernel call.
+struct vnni_args {
+  const std::uint8_t* a;        ///< [M, >= 4*k4] u8, row stride lda (padded rows readable)
+  index_t lda;
+  const std::int8_t* b;         ///< packed [panels][k4][16][4]
+  index_t k4;                   ///< number of 4-byte k-groups
+  const std::int32_t* zcorr;    ///< a_zero_point * colsum[n], padded to whole panels
+  index_t n;                    ///< true N, for the tail mask
+};
+
+[[QPRUNE_TARGET_VNNI]] inline __mmask16 tail_mask(index_t n, index_t n0) noexcept {
+  const index_t left = n - n0;
+  return left >= 16 ? static_cast<__mmask16>(0xffff)
+                    : static_cast<__mmask16>((1u << static_cast<unsigned>(left)) - 1u);
+}
+
+[[QPRUNE_TARGET_VNNI]] inline void store_tile(__m512i acc, __mmask16 m, index_t n0, std::int32_t* c,
+                                              const store_int32&) noexcept {
+  _mm512_mask_storeu_epi32(c + n0, m, acc);
+}
+[[QPRUNE_TARGET_VNNI]] inline void store_tile(__m512i acc, __mmask16 m, index_t n0, float* y,
+                                              const store_float& st) noexcept {
+  const __m512 s = _mm512_maskz_loadu_ps(m, st.scale + n0);
+  const __m512 b = st.bias != nullptr ? _mm512_maskz_loadu_ps(m, st.bias + n0) : _mm512_setzero_ps();
+  __m512 v = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), s, b);
+  if (st.relu) v = _mm512_max_ps(v, _mm512_setzero_ps());
+  _mm512_mask_storeu_ps(y + n0, m, v);
+}
+
+/// MR rows x NV panels (16 channels each) starting at row m0 and panel p0.
+template <int MR, int NV, class Out, class Stage>
+[[QPRUNE_TARGET_VNNI]] inline void micro(const vnni_args& g, index_t m0, index_t p0, Out* out,
+                                         index_t ldo, const Stage& st) noexcept {
+  __m512i acc[MR][NV];
+#pragma GCC unroll 8
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_setzero_si512();
+  const std::int8_t* bp[NV];
+#pragma GCC unroll 4
+  for (int v = 0; v < NV; ++v) bp[v] = g.b + (p0 + v) * g.k4 * 64;
+  const std::uint8_t* ap = g.a + m0 * g.lda;
+  for (index_t kg = 0; kg < g.k4; ++kg) {
+    __m512i bv[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) bv[v] = _mm512_loadu_si512(bp[v] + kg * 64);
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r) {
+      std::int32_t word;
+      std::memcpy(&word, ap + r * g.lda + kg * 4, 4);
+      const __m512i av = _mm512_set1_epi32(word);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_dpbusd_epi32(acc[r][v], av, bv[v]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int v = 0; v < NV; ++v) {
+    const index_t n0 = (p0 + v) * 16;
+    const __mmask16 m = tail_mask(g.n, n0);
+    const __m512i zc = _mm512_loadu_si512(g.zcorr + n0);
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r) store_tile(_mm512_sub_epi32(acc[r][v], zc), m, n0, out + (m0 + r) * ldo, st);
+  }
+}
+
+template <int NV, class Out, class Stage>
+[[QPRUNE_TARGET_VNNI]] inline void rows(const vnni_args& g, index_t m, index_t p0, Out* out,
+                                        index_t ldo, const Stage& st) noexcept {
+  index_t m0 = 0;
+  for (; m0 + 8 <= m; m0 += 8) micro<8, NV>(g, m0, p0, out, ldo, st);
+  if (m0 + 4 <= m) { micro<4, NV>(g, m0, p0, out, ldo, st); m0 += 4; }
+  if (m0 + 2 <= m) { micro<2, NV>(g, m0, p0, out, ldo, st); m0 += 2; }
+  if (m0 < m) micro<1, NV>(g, m0, p0, out, ldo, st);
+}
+
+/// out[m][n] = stage(sum_k (a - zp) * b) for the whole M x N, panels outermost
+/// so a block of 48 output channels stays in cache across all rows.
+template <class Out, class Stage>
+[[QPRUNE_TARGET_VNNI]] inline void gemm(const vnni_args& g, index_t m, Out* out, index_t ldo,
+                                        const Stage& st) noexcept {
+  const index_t panels = (g.n + 15) / 16;
+  index_t p0 = 0;
+  for (; p0 + 3 <= panels; p0 += 3) rows<3>(g, m, p0, out, ldo, st);
+  if (p0 + 2 <= panels) { rows<2>(g, m, p0, out, ldo, st); p0 += 2; }
+  if (p0 < panels) rows<1>(g, m, p0, out, ldo, st);
+}
+
+#undef QPRUNE_TARGET_VNNI
+}  // namespace qprune::kernels::x86_avx512_vnni
+
+namespace qprune::kernels::x86_avx2 {
+
+#define QPRUNE_TARGET_AVX2 gnu::target("avx2,fma,f16c")
+
+/// Arguments shared by every AVX2 micro-kernel call.
+struct madd_args {
+  const std::int16_t* a;  ///< [M, 2*k2] int16 (a - zero point), zero padded, row stride lda
+  index_t lda;
+  const std::int16_t* b;  ///< packed [panels][k2][8][2]
+  index_t k2;             ///< number of k-pairs
+  index_t n;              ///< true N
+};
+
+[[QPRUNE_TARGET_AVX2]] inline void store_tile8(__m256i acc, index_t n, index_t n0, std::int32_t* c,
+                                               const store_int32&) noexcept {
+  if (n - n0 >= 8) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(c + n0), acc);
+  } else {
+    alignas(32) std::int32_t tmp[8];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(tmp), acc);
+    for (index_t j = 0; j < n - n0; ++j) c[n0 + j] = tmp[j];
+  }
+}
+[[QPRUNE_TARGET_AVX2]] inline void store_tile8(__m256i acc, index_t n, index_t n0, float* y,
+                                               const store_float& st) noexcept {
+  if (n - n0 >= 8) {
+    const __m256 b = st.bias != nullptr ? _mm256_loadu_ps(st.bias + n0) : _mm256_setzero_ps();
+    __m256 v = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), _mm256_loadu_ps(st.scale + n0), b);
+    if (st.relu) v = _mm256_max_ps(v, _mm256_setzero_ps());
+    _mm256_storeu_ps(y + n0, v);
+  } else {
+    alignas(32) float s[8] = {}, bb[8] = {}, tmp[8];
+    for (index_t j = 0; j < n - n0; ++j) {
+      s[j] = st.scale[n0 + j];
+      bb[j] = st.bias != nullptr ? st.bias[n0 + j] : 0.0f;
+    }
+    __m256 v = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), _mm256_load_ps(s), _mm256_load_ps(bb));
+    if (st.relu) v = _mm256_max_ps(v, _mm256_setzero_ps());
+    _mm256_store_ps(tmp, v);
+    for (index_t j = 0; j < n - n0; ++j) y[n0 + j] = tmp[j];
+  }
+}
+
+template <int MR, int NV, class Out, class Stage>
+[[QPRUNE_TARGET_AVX2]] inline void micro(const madd_args& g, index_t m0, index_t p0, Out* out,
+                                         index_t ldo, const Stage& st) noexcept {
+  __m256i acc[MR][NV];
+#pragma GCC unroll 8
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[r][v] = _mm256_setzero_si256();
+  const std::int16_t* bp[NV];
+#pragma GCC unroll 4
+  for (int v = 0; v < NV; ++v) bp[v] = g.b + (p0 + v) * g.k2 * 16;
+  const std::int16_t* ap = g.a + m0 * g.lda;
+  for (index_t kg = 0; kg < g.k2; ++kg) {
+    __m256i bv[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v)
+      bv[v] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bp[v] + kg * 16));
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r) {
+      std::int32_t word;
+      std::memcpy(&word, ap + r * g.lda + kg * 2, 4);
+      const __m256i av = _mm256_set1_epi32(word);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[r][v] = _mm256_add_epi32(acc[r][v], _mm256_madd_epi16(av, bv[v]));
+    }
+  }
+#pragma GCC unroll 4
+  for (int v = 0; v < NV; ++v) {
+    const index_t n0 = (p0 + v) * 8;
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r) store_tile8(acc[r][v], g.n, n0, out + (m0 + r) * ldo, st);
+  }
+}
+
+template <int NV, class Out, class Stage>
+[[QPRUNE_TARGET_AVX2]] inline void rows(const madd_args& g, index_t m, index_t p0, Out* out,
+                                        index_t ldo, const Stage& st) noexcept {
+  index_t m0 = 0;
+  for (; m0 + 4 <= m; m0 += 4) micro<4, NV>(g, m0, p0, out, ldo, st);
+  if (m0 + 2 <= m) { micro<2, NV>(g, m0, p0, out, ldo, st); m0 += 2; }
+  if (m0 < m) micro<1, NV>(g, m0, p0, out, ldo, st);
+}
+
+template <class Out, class Stage>
+[[QPRUNE_TARGET_AVX2]] inline void gemm(const madd_args& g, index_t m, Out* out, index_t ldo,
+                                        const Stage& st) noexcept {
+  const index_t panels = (g.n + 7) / 8;
+  index_t p0 = 0;
+  for (; p0 + 2 <= panels; p0 += 2) rows<2>(g, m, p0, out, ldo, st);
+  if (p0 < panels) rows<1>(g, m, p0, out, ldo, st);
+}
+
+#undef QPRUNE_TARGET_AVX2
+}  // namespace qprune::kernels::x86_avx2
+
+QPRUNE_X86_INTRINSICS_END
+
+#endif  // QPRUNE_X86

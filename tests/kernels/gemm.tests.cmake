@@ -1,0 +1,1 @@
+qprune_add_test_binary(qprune_kernels_gemm_tests kernels/gemm_s8_test.cpp)

@@ -1,0 +1,139 @@
+// The int8 GEMM on every instruction set this CPU supports, against the scalar
+// reference twin, bit for bit: random and edge shapes, extreme values
+// (-128/127 weights, 0/255 activations, worst-case accumulation), u8 and s8
+// activations, int32 and float output stages.
+#include "qprune/kernels/gemm_s8.hpp"
+
+#include <gtest/gtest.h>
+
+#include <bit>
+#include <cstdint>
+#include <random>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "qprune/core/tensor.hpp"
+#include "support/random.hpp"
+
+namespace {
+
+using qprune::index_t;
+using qprune::tensor;
+using qprune::kernels::isa;
+
+enum class fill { random, extreme_max, extreme_min, alternating };
+
+template <class T>
+tensor<T, 2> make(index_t r, index_t c, fill f, std::mt19937_64& rng) {
+  tensor<T, 2> t(r, c);
+  std::uniform_int_distribution<int> d(std::numeric_limits<T>::min(), std::numeric_limits<T>::max());
+  for (index_t i = 0; i < r; ++i) {
+    for (index_t j = 0; j < c; ++j) {
+      T v{};
+      switch (f) {
+        case fill::random: v = static_cast<T>(d(rng)); break;
+        case fill::extreme_max: v = std::numeric_limits<T>::max(); break;
+        case fill::extreme_min: v = std::numeric_limits<T>::min(); break;
+        case fill::alternating:
+          v = ((i + j) % 2) != 0 ? std::numeric_limits<T>::min() : std::numeric_limits<T>::max();
+          break;
+      }
+      t(i, j) = v;
+    }
+  }
+  return t;
+}
+
+template <class Ta>
+void check_shape(isa path, index_t m, index_t n, index_t k, fill fa, fill fw, std::int32_t zp,
+                 std::uint64_t salt) {
+  SCOPED_TRACE("isa=" + std::string(qprune::kernels::to_string(path)) + " M=" + std::to_string(m) +
+               " N=" + std::to_string(n) + " K=" + std::to_string(k) + " zp=" + std::to_string(zp) +
+               " " + qprune::test::seed_trace());
+  auto rng = qprune::test::make_rng(salt);
+  const auto a = make<Ta>(m, k, fa, rng);
+  const auto w = make<std::int8_t>(n, k, fw, rng);
+  const auto packed = qprune::kernels::pack_s8(w.cview(), path);
+
+  tensor<std::int32_t, 2> got(m, n), want(m, n);
+  qprune::kernels::gemm_s8<Ta>(a.cview(), zp, packed, got.view());
+  qprune::kernels::reference::gemm_s8(m, n, k, a.data(), k, zp, w.data(), k, want.data(), n,
+                                      qprune::kernels::store_int32{});
+  ASSERT_TRUE(got == want);
+
+  std::vector<float> scale(static_cast<std::size_t>(n)), bias(static_cast<std::size_t>(n));
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  for (auto& s : scale) s = std::abs(u(rng)) * 1e-3f + 1e-6f;
+  for (auto& b : bias) b = u(rng);
+  for (bool relu : {false, true}) {
+    const qprune::kernels::store_float st{scale.data(), bias.data(), relu};
+    tensor<float, 2> yg(m, n), yw(m, n);
+    qprune::kernels::gemm_s8<Ta>(a.cview(), zp, packed, yg.view(), st);
+    qprune::kernels::reference::gemm_s8(m, n, k, a.data(), k, zp, w.data(), k, yw.data(), n, st);
+    for (index_t i = 0; i < m * n; ++i) {
+      ASSERT_EQ(std::bit_cast<std::uint32_t>(yg.data()[i]), std::bit_cast<std::uint32_t>(yw.data()[i]))
+          << "float stage differs at " << i << " relu=" << relu;
+    }
+  }
+}
+
+class GemmS8 : public ::testing::TestWithParam<isa> {};
+
+TEST_P(GemmS8, EdgeAndPrimeShapesU8) {
+  std::uint64_t salt = 100;
+  for (index_t m : {1, 2, 3, 7, 8, 9, 15, 16, 17})
+    for (index_t n : {1, 15, 16, 17, 31, 48, 49, 97})
+      for (index_t k : {1, 3, 4, 5, 15, 16, 17, 64, 127})
+        check_shape<std::uint8_t>(GetParam(), m, n, k, fill::random, fill::random, 3 + static_cast<int>(k % 200), ++salt);
+}
+
+TEST_P(GemmS8, EdgeAndPrimeShapesS8) {
+  std::uint64_t salt = 200;
+  for (index_t m : {1, 5, 13})
+    for (index_t n : {1, 17, 53})
+      for (index_t k : {1, 6, 37, 256})
+        check_shape<std::int8_t>(GetParam(), m, n, k, fill::random, fill::random, -17, ++salt);
+}
+
+TEST_P(GemmS8, EmptyShapes) {
+  for (auto [m, n, k] : {std::tuple<index_t, index_t, index_t>{0, 5, 7}, {4, 0, 7}, {4, 5, 0}, {0, 0, 0}})
+    check_shape<std::uint8_t>(GetParam(), m, n, k, fill::random, fill::random, 0, 7);
+}
+
+TEST_P(GemmS8, WorstCaseAccumulation) {
+  // |a - zp| = 255 and |w| = 128 everywhere, K at the guaranteed bound: the
+  // result is -2^31 + 2^31 - 1 - ... close to the int32 limits.
+  const index_t k = qprune::kernels::max_gemm_s8_k;
+  check_shape<std::uint8_t>(GetParam(), 2, 17, k, fill::extreme_max, fill::extreme_min, 0, 1);
+  check_shape<std::uint8_t>(GetParam(), 3, 5, k, fill::extreme_min, fill::extreme_min, 255, 2);
+  check_shape<std::int8_t>(GetParam(), 1, 33, 4099, fill::alternating, fill::alternating, 127, 3);
+  check_shape<std::uint8_t>(GetParam(), 9, 19, 1001, fill::extreme_max, fill::extreme_max, 255, 4);
+}
+
+TEST_P(GemmS8, LargerThanCache) {
+  check_shape<std::uint8_t>(GetParam(), 97, 1031, 1024 + 3, fill::random, fill::random, 128, 5);
+}
+
+INSTANTIATE_TEST_SUITE_P(AllSupported, GemmS8, ::testing::ValuesIn(qprune::kernels::supported_isas()),
+                         [](const ::testing::TestParamInfo<isa>& p) {
+                           return std::string(qprune::kernels::to_string(p.param));
+                         });
+
+TEST(GemmS8Api, RejectsBadArguments) {
+  tensor<std::int8_t, 2> w(4, 8);
+  const auto packed = qprune::kernels::pack_s8(w.cview());
+  tensor<std::uint8_t, 2> a(3, 8), a_bad(3, 7);
+  tensor<std::int32_t, 2> c(3, 4), c_bad(3, 5);
+  EXPECT_THROW(qprune::kernels::gemm_s8<std::uint8_t>(a_bad.cview(), 0, packed, c.view()), qprune::shape_error);
+  EXPECT_THROW(qprune::kernels::gemm_s8<std::uint8_t>(a.cview(), 0, packed, c_bad.view()), qprune::shape_error);
+  EXPECT_THROW(qprune::kernels::gemm_s8<std::uint8_t>(a.cview(), 256, packed, c.view()), qprune::config_error);
+  tensor<std::int8_t, 2> a8(3, 8);
+  EXPECT_THROW(qprune::kernels::gemm_s8<std::int8_t>(a8.cview(), 128, packed, c.view()), qprune::config_error);
+  tensor<std::int8_t, 2> too_long(1, qprune::kernels::max_gemm_s8_k + 1);
+  EXPECT_THROW((void)qprune::kernels::pack_s8(too_long.cview()), qprune::config_error);
+  tensor<float, 2> y(3, 4);
+  EXPECT_THROW(qprune::kernels::gemm_s8<std::uint8_t>(a.cview(), 0, packed, y.view(), {}), qprune::config_error);
+}
+
+}  // namespace

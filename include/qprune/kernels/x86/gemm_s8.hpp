@@ -39,6 +39,17 @@ struct vnni_args {
   index_t n;                    ///< true N, for the tail mask
 };
 
+/// acc += dot4(a_u8, b_s8) per int32 lane. GCC 12 keeps a tile of intrinsic
+/// accumulators in registers poorly (it copies each one every iteration), so on
+/// GCC the instruction is written as inline assembly with a tied operand.
+[[QPRUNE_TARGET_VNNI]] inline void dpbusd(__m512i& acc, __m512i a, __m512i b) noexcept {
+#if defined(__GNUC__) && !defined(__clang__)
+  asm("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(a), "v"(b));
+#else
+  acc = _mm512_dpbusd_epi32(acc, a, b);
+#endif
+}
+
 [[QPRUNE_TARGET_VNNI]] inline __mmask16 tail_mask(index_t n, index_t n0) noexcept {
   const index_t left = n - n0;
   return left >= 16 ? static_cast<__mmask16>(0xffff)
@@ -81,7 +92,7 @@ template <int MR, int NV, class Out, class Stage>
       std::memcpy(&word, ap + r * g.lda + kg * 4, 4);
       const __m512i av = _mm512_set1_epi32(word);
 #pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_dpbusd_epi32(acc[r][v], av, bv[v]);
+      for (int v = 0; v < NV; ++v) dpbusd(acc[r][v], av, bv[v]);
     }
   }
 #pragma GCC unroll 4

@@ -1,0 +1,167 @@
+// int8 GEMM against its baselines, in one binary, for the shapes of real
+// layers: qprune's dispatched kernel (and each forced ISA), the scalar
+// reference twin, Eigen fp32 (-O3 -mavx2 -mfma, both storage orders) and, when
+// Debian's libdnnl-dev is installed, oneDNN's dnnl_gemm_u8s8s32 and dnnl_sgemm.
+// Items are multiply-accumulates (M*N*K per iteration).
+//
+//   OMP_NUM_THREADS=1 ./gemm_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
+#include <benchmark/benchmark.h>
+
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "eigen_baseline.hpp"
+#include "qprune/core/tensor.hpp"
+#include "qprune/kernels/gemm_s8.hpp"
+
+#ifdef QPRUNE_BENCH_HAVE_DNNL
+#include <oneapi/dnnl/dnnl.h>
+#endif
+
+namespace {
+
+using qprune::index_t;
+using qprune::tensor;
+using qprune::kernels::isa;
+
+struct shape {
+  index_t m, n, k;
+};
+const shape shapes[] = {{1, 1024, 1024},  {16, 1024, 1024}, {64, 1024, 1024}, {256, 256, 256},
+                        {512, 512, 512}, {1024, 1024, 1024}, {784, 64, 288},  {33, 257, 300}};
+
+template <class T>
+tensor<T, 2> random_int(index_t r, index_t c, int lo, int hi, unsigned seed) {
+  tensor<T, 2> t(r, c);
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int> d(lo, hi);
+  for (auto& v : t.span()) v = static_cast<T>(d(rng));
+  return t;
+}
+
+tensor<float, 2> random_float(index_t r, index_t c, unsigned seed) {
+  tensor<float, 2> t(r, c);
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  for (auto& v : t.span()) v = d(rng);
+  return t;
+}
+
+void set_macs(benchmark::State& state, const shape& s) {
+  state.SetItemsProcessed(state.iterations() * s.m * s.n * s.k);
+}
+
+void bm_qprune_int32(benchmark::State& state, shape s, isa path) {
+  if (!qprune::kernels::is_supported(path)) return state.SkipWithError("ISA not supported");
+  const auto a = random_int<std::uint8_t>(s.m, s.k, 0, 255, 1);
+  const auto w = random_int<std::int8_t>(s.n, s.k, -127, 127, 2);
+  const auto packed = qprune::kernels::pack_s8(w.cview(), path);
+  tensor<std::int32_t, 2> c(s.m, s.n);
+  for (auto _ : state) {
+    qprune::kernels::gemm_s8<std::uint8_t>(a.cview(), 128, packed, c.view());
+    benchmark::DoNotOptimize(c.data());
+    benchmark::ClobberMemory();
+  }
+  set_macs(state, s);
+}
+
+void bm_qprune_float_out(benchmark::State& state, shape s, isa path) {
+  if (!qprune::kernels::is_supported(path)) return state.SkipWithError("ISA not supported");
+  const auto a = random_int<std::uint8_t>(s.m, s.k, 0, 255, 1);
+  const auto w = random_int<std::int8_t>(s.n, s.k, -127, 127, 2);
+  const auto packed = qprune::kernels::pack_s8(w.cview(), path);
+  std::vector<float> scale(static_cast<std::size_t>(s.n), 1e-4f), bias(static_cast<std::size_t>(s.n), 0.5f);
+  tensor<float, 2> y(s.m, s.n);
+  const qprune::kernels::store_float st{scale.data(), bias.data(), true};
+  for (auto _ : state) {
+    qprune::kernels::gemm_s8<std::uint8_t>(a.cview(), 128, packed, y.view(), st);
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  set_macs(state, s);
+}
+
+void bm_reference(benchmark::State& state, shape s) {
+  const auto a = random_int<std::uint8_t>(s.m, s.k, 0, 255, 1);
+  const auto w = random_int<std::int8_t>(s.n, s.k, -127, 127, 2);
+  tensor<std::int32_t, 2> c(s.m, s.n);
+  for (auto _ : state) {
+    qprune::kernels::reference::gemm_s8(s.m, s.n, s.k, a.data(), s.k, 128, w.data(), s.k, c.data(),
+                                        s.n, qprune::kernels::store_int32{});
+    benchmark::DoNotOptimize(c.data());
+    benchmark::ClobberMemory();
+  }
+  set_macs(state, s);
+}
+
+void bm_eigen(benchmark::State& state, shape s, bool col_major) {
+  const auto x = random_float(s.m, s.k, 3);
+  const auto w = random_float(s.n, s.k, 4);
+  tensor<float, 2> y(s.m, s.n);
+  for (auto _ : state) {
+    if (col_major) {
+      qprune::bench::eigen_gemm_col_major(s.m, s.n, s.k, x.data(), w.data(), y.data());
+    } else {
+      qprune::bench::eigen_gemm_row_major(s.m, s.n, s.k, x.data(), w.data(), y.data());
+    }
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  set_macs(state, s);
+}
+
+#ifdef QPRUNE_BENCH_HAVE_DNNL
+void bm_dnnl_u8s8s32(benchmark::State& state, shape s) {
+  const auto a = random_int<std::uint8_t>(s.m, s.k, 0, 255, 1);
+  const auto w = random_int<std::int8_t>(s.n, s.k, -127, 127, 2);
+  tensor<std::int32_t, 2> c(s.m, s.n);
+  const std::int32_t co = 0;
+  for (auto _ : state) {
+    // Row-major C = (A - 128) * W^T: B = W^T is 'T' of the [N,K] matrix.
+    dnnl_gemm_u8s8s32('N', 'T', 'F', s.m, s.n, s.k, 1.0f, a.data(), s.k, 128, w.data(), s.k, 0,
+                      0.0f, c.data(), s.n, &co);
+    benchmark::DoNotOptimize(c.data());
+    benchmark::ClobberMemory();
+  }
+  set_macs(state, s);
+}
+
+void bm_dnnl_sgemm(benchmark::State& state, shape s) {
+  const auto x = random_float(s.m, s.k, 3);
+  const auto w = random_float(s.n, s.k, 4);
+  tensor<float, 2> y(s.m, s.n);
+  for (auto _ : state) {
+    dnnl_sgemm('N', 'T', s.m, s.n, s.k, 1.0f, x.data(), s.k, w.data(), s.k, 0.0f, y.data(), s.n);
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  set_macs(state, s);
+}
+#endif
+
+void register_all() {
+  for (const shape& s : shapes) {
+    const std::string dims = std::to_string(s.m) + "x" + std::to_string(s.n) + "x" + std::to_string(s.k);
+    for (isa path : {isa::avx512_vnni, isa::avx2}) {
+      benchmark::RegisterBenchmark(("gemm_u8s8s32/qprune_" + std::string(qprune::kernels::to_string(path)) + "/" + dims).c_str(),
+                                   bm_qprune_int32, s, path);
+    }
+    benchmark::RegisterBenchmark(("gemm_u8s8_f32out/qprune_" + std::string(qprune::kernels::to_string(qprune::kernels::active_isa())) + "/" + dims).c_str(),
+                                 bm_qprune_float_out, s, qprune::kernels::active_isa());
+    if (s.m * s.n * s.k <= 64 * 1024 * 1024) {
+      benchmark::RegisterBenchmark(("gemm_u8s8s32/reference/" + dims).c_str(), bm_reference, s);
+    }
+    benchmark::RegisterBenchmark(("sgemm/eigen_rowmajor/" + dims).c_str(), bm_eigen, s, false);
+    benchmark::RegisterBenchmark(("sgemm/eigen_colmajor/" + dims).c_str(), bm_eigen, s, true);
+#ifdef QPRUNE_BENCH_HAVE_DNNL
+    benchmark::RegisterBenchmark(("gemm_u8s8s32/onednn/" + dims).c_str(), bm_dnnl_u8s8s32, s);
+    benchmark::RegisterBenchmark(("sgemm/onednn/" + dims).c_str(), bm_dnnl_sgemm, s);
+#endif
+  }
+}
+
+const int registered = (register_all(), 0);
+
+}  // namespace

@@ -15,6 +15,7 @@
 #include "eigen_baseline.hpp"
 #include "qprune/core/tensor.hpp"
 #include "qprune/kernels/gemm_s8.hpp"
+#include "qprune/kernels/parallel.hpp"
 
 #ifdef QPRUNE_BENCH_HAVE_DNNL
 #include <oneapi/dnnl/dnnl.h>
@@ -53,8 +54,9 @@ void set_macs(benchmark::State& state, const shape& s) {
   state.SetItemsProcessed(state.iterations() * s.m * s.n * s.k);
 }
 
-void bm_qprune_int32(benchmark::State& state, shape s, isa path) {
+void bm_qprune_int32(benchmark::State& state, shape s, isa path, int threads) {
   if (!qprune::kernels::is_supported(path)) return state.SkipWithError("ISA not supported");
+  qprune::kernels::set_num_threads(threads);
   const auto a = random_int<std::uint8_t>(s.m, s.k, 0, 255, 1);
   const auto w = random_int<std::int8_t>(s.n, s.k, -127, 127, 2);
   const auto packed = qprune::kernels::pack_s8(w.cview(), path);
@@ -64,6 +66,7 @@ void bm_qprune_int32(benchmark::State& state, shape s, isa path) {
     benchmark::DoNotOptimize(c.data());
     benchmark::ClobberMemory();
   }
+  qprune::kernels::set_num_threads(1);
   set_macs(state, s);
 }
 
@@ -146,8 +149,10 @@ void register_all() {
     const std::string dims = std::to_string(s.m) + "x" + std::to_string(s.n) + "x" + std::to_string(s.k);
     for (isa path : {isa::avx512_vnni, isa::avx2}) {
       benchmark::RegisterBenchmark(("gemm_u8s8s32/qprune_" + std::string(qprune::kernels::to_string(path)) + "/" + dims).c_str(),
-                                   bm_qprune_int32, s, path);
+                                   bm_qprune_int32, s, path, 1);
     }
+    benchmark::RegisterBenchmark(("gemm_u8s8s32/qprune_2threads/" + dims).c_str(), bm_qprune_int32, s,
+                                 qprune::kernels::active_isa(), 2);
     benchmark::RegisterBenchmark(("gemm_u8s8_f32out/qprune_" + std::string(qprune::kernels::to_string(qprune::kernels::active_isa())) + "/" + dims).c_str(),
                                  bm_qprune_float_out, s, qprune::kernels::active_isa());
     if (s.m * s.n * s.k <= 64 * 1024 * 1024) {

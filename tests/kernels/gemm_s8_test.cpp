@@ -115,10 +115,33 @@ TEST_P(GemmS8, LargerThanCache) {
   check_shape<std::uint8_t>(GetParam(), 97, 1031, 1024 + 3, fill::random, fill::random, 128, 5);
 }
 
+TEST_P(GemmS8, TwoThreadsGiveIdenticalResults) {
+  qprune::kernels::set_num_threads(2);
+  check_shape<std::uint8_t>(GetParam(), 64, 1024, 256, fill::random, fill::random, 77, 6);
+  check_shape<std::int8_t>(GetParam(), 33, 257, 300, fill::random, fill::random, -3, 7);
+  check_shape<std::uint8_t>(GetParam(), 1, 1000, 2048, fill::random, fill::random, 5, 8);
+  qprune::kernels::set_num_threads(1);
+}
+
 INSTANTIATE_TEST_SUITE_P(AllSupported, GemmS8, ::testing::ValuesIn(qprune::kernels::supported_isas()),
                          [](const ::testing::TestParamInfo<isa>& p) {
                            return std::string(qprune::kernels::to_string(p.param));
                          });
+
+TEST(ParallelFor, CoversEveryItemOnceForAnyThreadCount) {
+  for (int threads : {1, 2, 3, 7}) {
+    qprune::kernels::set_num_threads(threads);
+    for (index_t items : {0, 1, 2, 5, 64, 1000}) {
+      std::vector<int> hits(static_cast<std::size_t>(items), 0);
+      qprune::kernels::parallel_for(items, [&](index_t b, index_t e) {
+        for (index_t i = b; i < e; ++i) ++hits[static_cast<std::size_t>(i)];
+      });
+      for (int h : hits) ASSERT_EQ(h, 1) << "threads=" << threads << " items=" << items;
+    }
+  }
+  qprune::kernels::set_num_threads(1);
+  EXPECT_THROW(qprune::kernels::set_num_threads(0), qprune::config_error);
+}
 
 TEST(GemmS8Api, RejectsBadArguments) {
   tensor<std::int8_t, 2> w(4, 8);

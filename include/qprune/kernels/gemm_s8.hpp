@@ -24,6 +24,7 @@
 #include "qprune/core/tensor_view.hpp"
 #include "qprune/kernels/dispatch.hpp"
 #include "qprune/kernels/output_stage.hpp"
+#include "qprune/kernels/parallel.hpp"
 #include "qprune/kernels/reference/gemm_s8.hpp"
 #include "qprune/kernels/x86/gemm_s8.hpp"
 
@@ -145,7 +146,23 @@ void check_gemm_args(tensor_view<const Ta, 2> a, std::int32_t zp, const packed_s
 }
 }  // namespace detail
 
+namespace detail {
+/// Splits the output channels into blocks of `block` and the blocks over
+/// num_threads() threads when the product is large enough to pay for it.
+template <class F>
+void split_blocks(index_t m, index_t n, index_t k, index_t block, const F& f) {
+  const index_t blocks = (n + block - 1) / block;
+  if (num_threads() > 1 && m * n * k >= (index_t{1} << 21)) {
+    parallel_for(blocks, f);
+  } else {
+    f(0, blocks);
+  }
+}
+}  // namespace detail
+
 /// Runs the GEMM on the path the weights were packed for. Internal: use gemm_s8().
+/// Each output element is computed by one thread with the same arithmetic, so
+/// results do not depend on the thread count.
 template <class Ta, class Out, class Stage>
 void run_gemm_s8(tensor_view<const Ta, 2> a, std::int32_t zp, const packed_s8& w, Out* out,
                  index_t ldo, const Stage& st) {
@@ -180,7 +197,9 @@ void run_gemm_s8(tensor_view<const Ta, 2> a, std::int32_t zp, const packed_s8& w
         zcorr[static_cast<std::size_t>(j)] = static_cast<std::int32_t>(
             static_cast<std::uint32_t>(zp_u) * static_cast<std::uint32_t>(w.colsum_[static_cast<std::size_t>(j)]));
       const x86_avx512_vnni::vnni_args args{ap, lda, w.bytes8_.data(), k4, zcorr.data(), n};
-      x86_avx512_vnni::gemm(args, m, out, ldo, st);
+      detail::split_blocks(m, n, k, x86_avx512_vnni::vnni_block_channels, [&](index_t b, index_t e) {
+        x86_avx512_vnni::gemm(args, m, b, e, out, ldo, st);
+      });
       return;
     }
     case isa::avx2: {
@@ -190,11 +209,14 @@ void run_gemm_s8(tensor_view<const Ta, 2> a, std::int32_t zp, const packed_s8& w
         for (index_t j = 0; j < k; ++j)
           a16[static_cast<std::size_t>(i * lda + j)] = static_cast<std::int16_t>(a(i, j) - zp);
       const x86_avx2::madd_args args{a16.data(), lda, w.bytes16_.data(), k2, n};
-      x86_avx2::gemm(args, m, out, ldo, st);
+      detail::split_blocks(m, n, k, x86_avx2::madd_block_channels, [&](index_t b, index_t e) {
+        x86_avx2::gemm(args, m, b, e, out, ldo, st);
+      });
       return;
     }
 #endif
     default:
+      // The reference twin stays single-threaded: it is the oracle.
       reference::gemm_s8(m, n, k, a.data_handle(), k, zp, w.bytes8_.data(), k, out, ldo, st);
       return;
   }

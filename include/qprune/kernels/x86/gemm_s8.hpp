@@ -18,6 +18,7 @@
 #if QPRUNE_X86
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 
@@ -115,13 +116,18 @@ template <int NV, class Out, class Stage>
   if (m0 < m) micro<1, NV>(g, m0, p0, out, ldo, st);
 }
 
-/// out[m][n] = stage(sum_k (a - zp) * b) for the whole M x N, panels outermost
-/// so a block of 48 output channels stays in cache across all rows.
+/// Output channels per block of work: three 16-channel panels.
+inline constexpr index_t vnni_block_channels = 48;
+
+/// out[m][n] = stage(sum_k (a - zp) * b) for all M rows and the channel blocks
+/// [block_begin, block_end) (48 channels each), panels outermost so a block of
+/// weights stays in cache across all rows.
 template <class Out, class Stage>
-[[QPRUNE_TARGET_VNNI]] inline void gemm(const vnni_args& g, index_t m, Out* out, index_t ldo,
+[[QPRUNE_TARGET_VNNI]] inline void gemm(const vnni_args& g, index_t m, index_t block_begin,
+                                        index_t block_end, Out* out, index_t ldo,
                                         const Stage& st) noexcept {
-  const index_t panels = (g.n + 15) / 16;
-  index_t p0 = 0;
+  const index_t panels = std::min((g.n + 15) / 16, block_end * 3);
+  index_t p0 = block_begin * 3;
   for (; p0 + 3 <= panels; p0 += 3) rows<3>(g, m, p0, out, ldo, st);
   if (p0 + 2 <= panels) { rows<2>(g, m, p0, out, ldo, st); p0 += 2; }
   if (p0 < panels) rows<1>(g, m, p0, out, ldo, st);
@@ -216,11 +222,16 @@ template <int NV, class Out, class Stage>
   if (m0 < m) micro<1, NV>(g, m0, p0, out, ldo, st);
 }
 
+/// Output channels per block of work: two 8-channel panels.
+inline constexpr index_t madd_block_channels = 16;
+
+/// All M rows for the channel blocks [block_begin, block_end) (16 channels each).
 template <class Out, class Stage>
-[[QPRUNE_TARGET_AVX2]] inline void gemm(const madd_args& g, index_t m, Out* out, index_t ldo,
+[[QPRUNE_TARGET_AVX2]] inline void gemm(const madd_args& g, index_t m, index_t block_begin,
+                                        index_t block_end, Out* out, index_t ldo,
                                         const Stage& st) noexcept {
-  const index_t panels = (g.n + 7) / 8;
-  index_t p0 = 0;
+  const index_t panels = std::min((g.n + 7) / 8, block_end * 2);
+  index_t p0 = block_begin * 2;
   for (; p0 + 2 <= panels; p0 += 2) rows<2>(g, m, p0, out, ldo, st);
   if (p0 < panels) rows<1>(g, m, p0, out, ldo, st);
 }

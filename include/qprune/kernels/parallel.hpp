@@ -1,0 +1,157 @@
+// A small fixed thread pool for splitting a kernel's independent work items
+// (blocks of output channels) over threads. Each item is computed by exactly
+// one thread with the same arithmetic as on one thread, so results do not
+// depend on the thread count.
+//
+// The count comes from set_num_threads(), else the environment variable
+// QPRUNE_NUM_THREADS, else 1: qprune never starts threads unless asked.
+// When the consumer compiles with OpenMP (_OPENMP defined), OpenMP's runtime
+// is used instead of the pool.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstdlib>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "qprune/core/config.hpp"
+#include "qprune/core/error.hpp"
+
+namespace qprune::kernels {
+
+namespace detail {
+
+inline int env_threads() noexcept {
+  const char* e = std::getenv("QPRUNE_NUM_THREADS");
+  if (e == nullptr) return 1;
+  const long v = std::strtol(e, nullptr, 10);
+  return v >= 1 && v <= 256 ? static_cast<int>(v) : 1;
+}
+
+inline std::atomic<int>& thread_setting() noexcept {
+  static std::atomic<int> n{env_threads()};
+  return n;
+}
+
+/// Persistent workers; run() hands each of them a share of [0, items).
+class thread_pool {
+ public:
+  static thread_pool& instance() {
+    static thread_pool pool;
+    return pool;
+  }
+
+  /// Calls fn(begin, end) on `threads` contiguous chunks of [0, items), the
+  /// calling thread taking the first chunk. Blocks until all are done.
+  void run(index_t items, int threads, const std::function<void(index_t, index_t)>& fn) {
+    std::unique_lock<std::mutex> run_lock(run_mutex_);  // one parallel region at a time
+    ensure_workers(threads - 1);
+    const index_t chunk = (items + threads - 1) / threads;
+    {
+      std::lock_guard<std::mutex> lk(m_);
+      fn_ = &fn;
+      items_ = items;
+      chunk_ = chunk;
+      active_ = threads - 1;
+      pending_ = threads - 1;
+      ++generation_;
+    }
+    cv_.notify_all();
+    fn(0, std::min(chunk, items));
+    std::unique_lock<std::mutex> lk(m_);
+    done_cv_.wait(lk, [&] { return pending_ == 0; });
+    fn_ = nullptr;
+  }
+
+  ~thread_pool() {
+    {
+      std::lock_guard<std::mutex> lk(m_);
+      stop_ = true;
+      ++generation_;
+    }
+    cv_.notify_all();
+    for (auto& t : workers_) t.join();
+  }
+
+ private:
+  thread_pool() = default;
+
+  void ensure_workers(int n) {
+    while (static_cast<int>(workers_.size()) < n) {
+      const int id = static_cast<int>(workers_.size()) + 1;
+      workers_.emplace_back([this, id] { loop(id); });
+    }
+  }
+
+  void loop(int id) {
+    unsigned long seen = 0;
+    for (;;) {
+      const std::function<void(index_t, index_t)>* fn = nullptr;
+      index_t begin = 0, end = 0;
+      {
+        std::unique_lock<std::mutex> lk(m_);
+        cv_.wait(lk, [&] { return stop_ || generation_ != seen; });
+        if (stop_) return;
+        seen = generation_;
+        if (id > active_) continue;
+        fn = fn_;
+        begin = std::min(chunk_ * id, items_);
+        end = std::min(begin + chunk_, items_);
+      }
+      if (begin < end) (*fn)(begin, end);
+      std::lock_guard<std::mutex> lk(m_);
+      if (--pending_ == 0) done_cv_.notify_one();
+    }
+  }
+
+  std::mutex run_mutex_;
+  std::mutex m_;
+  std::condition_variable cv_, done_cv_;
+  std::vector<std::thread> workers_;
+  const std::function<void(index_t, index_t)>* fn_ = nullptr;
+  index_t items_ = 0, chunk_ = 0;
+  int active_ = 0, pending_ = 0;
+  unsigned long generation_ = 0;
+  bool stop_ = false;
+};
+
+}  // namespace detail
+
+/// Sets how many threads the big kernels use (1 = the calling thread only).
+/// Throws config_error outside [1, 256].
+inline void set_num_threads(int n) {
+  if (n < 1 || n > 256) {
+    throw config_error("thread count " + std::to_string(n) + " is invalid (expected 1 to 256)");
+  }
+  detail::thread_setting().store(n);
+}
+
+/// The thread count kernels use now.
+inline int num_threads() noexcept { return detail::thread_setting().load(); }
+
+/// Runs fn(begin, end) over [0, items) split into at most num_threads()
+/// contiguous chunks (fewer when items is small); sequential when one thread.
+inline void parallel_for(index_t items, const std::function<void(index_t, index_t)>& fn) {
+  const int threads = static_cast<int>(std::min<index_t>(num_threads(), items));
+  if (threads <= 1) {
+    if (items > 0) fn(0, items);
+    return;
+  }
+#ifdef _OPENMP
+  const index_t chunk = (items + threads - 1) / threads;
+#pragma omp parallel for num_threads(threads) schedule(static, 1)
+  for (int t = 0; t < threads; ++t) {
+    const index_t b = std::min(chunk * t, items), e = std::min(b + chunk, items);
+    if (b < e) fn(b, e);
+  }
+#else
+  detail::thread_pool::instance().run(items, threads, fn);
+#endif
+}
+
+}  // namespace qprune::kernels

@@ -14,6 +14,7 @@
 
 #include "eigen_baseline.hpp"
 #include "qprune/core/tensor.hpp"
+#include "qprune/kernels/gemm_f16.hpp"
 #include "qprune/kernels/gemm_s8.hpp"
 #include "qprune/kernels/parallel.hpp"
 
@@ -80,6 +81,21 @@ void bm_qprune_float_out(benchmark::State& state, shape s, isa path) {
   const qprune::kernels::store_float st{scale.data(), bias.data(), true};
   for (auto _ : state) {
     qprune::kernels::gemm_s8<std::uint8_t>(a.cview(), 128, packed, y.view(), st);
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  set_macs(state, s);
+}
+
+template <class H>
+void bm_qprune_f16w(benchmark::State& state, shape s) {
+  const auto x = random_float(s.m, s.k, 3);
+  const auto w = random_float(s.n, s.k, 4);
+  const auto packed = qprune::kernels::pack_f16<H>(w.cview());
+  std::vector<float> bias(static_cast<std::size_t>(s.n), 0.1f);
+  tensor<float, 2> y(s.m, s.n);
+  for (auto _ : state) {
+    qprune::kernels::gemm_f16<H>(x.cview(), packed, bias, false, y.view());
     benchmark::DoNotOptimize(y.data());
     benchmark::ClobberMemory();
   }
@@ -155,6 +171,8 @@ void register_all() {
                                  qprune::kernels::active_isa(), 2);
     benchmark::RegisterBenchmark(("gemm_u8s8_f32out/qprune_" + std::string(qprune::kernels::to_string(qprune::kernels::active_isa())) + "/" + dims).c_str(),
                                  bm_qprune_float_out, s, qprune::kernels::active_isa());
+    benchmark::RegisterBenchmark(("gemm_f16w/qprune/" + dims).c_str(), bm_qprune_f16w<qprune::half>, s);
+    benchmark::RegisterBenchmark(("gemm_bf16w/qprune/" + dims).c_str(), bm_qprune_f16w<qprune::bfloat16>, s);
     if (s.m * s.n * s.k <= 64 * 1024 * 1024) {
       benchmark::RegisterBenchmark(("gemm_u8s8s32/reference/" + dims).c_str(), bm_reference, s);
     }

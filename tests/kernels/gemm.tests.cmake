@@ -1,1 +1,2 @@
 qprune_add_test_binary(qprune_kernels_gemm_tests kernels/gemm_s8_test.cpp)
+qprune_add_test_binary(qprune_kernels_gemm_f16_tests kernels/gemm_f16_test.cpp)

@@ -1,0 +1,1 @@
+qprune_add_test_binary(qprune_quant_dynamic_tests quant/dynamic_test.cpp)

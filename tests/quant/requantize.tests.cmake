@@ -1,0 +1,1 @@
+qprune_add_test_binary(qprune_quant_requantize_tests quant/requantize_test.cpp)

@@ -87,6 +87,25 @@ void bm_qprune_float_out(benchmark::State& state, shape s, isa path) {
   set_macs(state, s);
 }
 
+void bm_qprune_requant(benchmark::State& state, shape s) {
+  const auto a = random_int<std::uint8_t>(s.m, s.k, 0, 255, 1);
+  const auto w = random_int<std::int8_t>(s.n, s.k, -127, 127, 2);
+  const auto packed = qprune::kernels::pack_s8(w.cview());
+  std::vector<float> s_w(static_cast<std::size_t>(s.n), 2e-3f);
+  std::vector<std::int32_t> bias(static_cast<std::size_t>(s.n), 1000);
+  const auto params = qprune::quant::make_requant_params(
+      0.02f, s_w, {0.5f, -3}, qprune::quant::full_range(qprune::quant::dtype::int8),
+      qprune::quant::fused_activation::relu);
+  const qprune::kernels::requant_stage<std::int8_t> stage(params, bias, s.n);
+  tensor<std::int8_t, 2> q(s.m, s.n);
+  for (auto _ : state) {
+    qprune::kernels::gemm_s8<std::uint8_t, std::int8_t>(a.cview(), 128, packed, q.view(), stage);
+    benchmark::DoNotOptimize(q.data());
+    benchmark::ClobberMemory();
+  }
+  set_macs(state, s);
+}
+
 template <class H>
 void bm_qprune_f16w(benchmark::State& state, shape s) {
   const auto x = random_float(s.m, s.k, 3);
@@ -171,6 +190,8 @@ void register_all() {
                                  qprune::kernels::active_isa(), 2);
     benchmark::RegisterBenchmark(("gemm_u8s8_f32out/qprune_" + std::string(qprune::kernels::to_string(qprune::kernels::active_isa())) + "/" + dims).c_str(),
                                  bm_qprune_float_out, s, qprune::kernels::active_isa());
+    benchmark::RegisterBenchmark(("gemm_u8s8_requant_s8/qprune_" + std::string(qprune::kernels::to_string(qprune::kernels::active_isa())) + "/" + dims).c_str(),
+                                 bm_qprune_requant, s);
     benchmark::RegisterBenchmark(("gemm_f16w/qprune/" + dims).c_str(), bm_qprune_f16w<qprune::half>, s);
     benchmark::RegisterBenchmark(("gemm_bf16w/qprune/" + dims).c_str(), bm_qprune_f16w<qprune::bfloat16>, s);
     if (s.m * s.n * s.k <= 64 * 1024 * 1024) {

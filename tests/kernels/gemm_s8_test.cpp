@@ -78,7 +78,49 @@ void check_shape(isa path, index_t m, index_t n, index_t k, fill fa, fill fw, st
   }
 }
 
+template <class T>
+void check_requant(isa path, index_t m, index_t n, index_t k, qprune::quant::fused_activation act,
+                   float s_out, std::uint64_t salt) {
+  SCOPED_TRACE("requant isa=" + std::string(qprune::kernels::to_string(path)) + " M=" +
+               std::to_string(m) + " N=" + std::to_string(n) + " K=" + std::to_string(k) + " " +
+               qprune::test::seed_trace());
+  namespace quant = qprune::quant;
+  auto rng = qprune::test::make_rng(salt);
+  const auto a = make<std::uint8_t>(m, k, fill::random, rng);
+  const auto w = make<std::int8_t>(n, k, fill::random, rng);
+  std::uniform_real_distribution<float> u(0.5f, 2.0f);
+  std::vector<float> s_w(static_cast<std::size_t>(n));
+  for (auto& v : s_w) v = u(rng) * 1e-3f;
+  std::vector<std::int32_t> bias(static_cast<std::size_t>(n));
+  std::uniform_int_distribution<std::int32_t> bd(-20000, 20000);
+  for (auto& v : bias) v = bd(rng);
+  const quant::qrange range = quant::full_range(std::is_signed_v<T> ? quant::dtype::int8 : quant::dtype::uint8);
+  const quant::affine_params out{s_out, std::is_signed_v<T> ? -5 : 120};
+  const auto params = quant::make_requant_params(0.02f, s_w, out, range, act);
+  const qprune::kernels::requant_stage<T> stage(params, bias, n);
+  const auto packed = qprune::kernels::pack_s8(w.cview(), path);
+  tensor<T, 2> got(m, n), want(m, n);
+  qprune::kernels::gemm_s8<std::uint8_t, T>(a.cview(), 131, packed, got.view(), stage);
+  tensor<std::int32_t, 2> acc(m, n);
+  qprune::kernels::reference::gemm_s8(m, n, k, a.data(), k, 131, w.data(), k, acc.data(), n,
+                                      qprune::kernels::store_int32{});
+  quant::requantize<T>(acc.cview(), bias, params, want.view());
+  ASSERT_TRUE(got == want);
+}
+
 class GemmS8 : public ::testing::TestWithParam<isa> {};
+
+TEST_P(GemmS8, RequantizingStageMatchesScalarRequantize) {
+  using qprune::quant::fused_activation;
+  std::uint64_t salt = 900;
+  for (auto act : {fused_activation::none, fused_activation::relu, fused_activation::relu6}) {
+    for (float s_out : {0.05f, 0.4f, 3e-5f}) {  // 3e-5: multipliers > 1, left shifts
+      check_requant<std::int8_t>(GetParam(), 7, 53, 130, act, s_out, ++salt);
+      check_requant<std::uint8_t>(GetParam(), 17, 16, 33, act, s_out, ++salt);
+      check_requant<std::int8_t>(GetParam(), 64, 100, 300, act, s_out, ++salt);
+    }
+  }
+}
 
 TEST_P(GemmS8, EdgeAndPrimeShapesU8) {
   std::uint64_t salt = 100;

@@ -14,6 +14,8 @@
 #pragma once
 
 #include <algorithm>
+#include <limits>
+#include <span>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -27,6 +29,7 @@
 #include "qprune/kernels/parallel.hpp"
 #include "qprune/kernels/reference/gemm_s8.hpp"
 #include "qprune/kernels/x86/gemm_s8.hpp"
+#include "qprune/quant/requantize.hpp"
 
 namespace qprune::kernels {
 
@@ -244,6 +247,71 @@ void gemm_s8(tensor_view<const Ta, 2> a, std::int32_t a_zero_point, const packed
     throw config_error("store_float needs a scale per output channel (got a null pointer)");
   }
   run_gemm_s8(a, a_zero_point, w, y.data_handle(), y.extent(1), st);
+}
+
+/// The requantizing output stage's arrays, built once per layer from
+/// quant::requant_params (per tensor or per channel) and the int32 bias
+/// (scale s_in * s_w[n], zero point 0; empty for none).
+template <class T>
+  requires(std::same_as<T, std::int8_t> || std::same_as<T, std::uint8_t>)
+class requant_stage {
+ public:
+  /// Throws config_error if the parameters use single rounding (the fused stage
+  /// implements TFLite's default double rounding), a multiplier is negative, a
+  /// shift is outside [-31, 30] or the activation range leaves T; shape_error if
+  /// the counts do not match `channels`.
+  requant_stage(const quant::requant_params& p, std::span<const std::int32_t> bias, index_t channels)
+      : mult_(static_cast<std::size_t>(channels)), shift_(static_cast<std::size_t>(channels)),
+        bias_(bias.begin(), bias.end()) {
+    if (p.rounding != quant::multiplier_rounding::double_rounding) {
+      throw config_error("the fused requantizing stage implements double rounding (TFLite's default)");
+    }
+    if (p.channels() != 1 && p.channels() != channels) {
+      throw shape_error("requantization has " + std::to_string(p.channels()) +
+                        " multipliers for " + std::to_string(channels) + " output channels");
+    }
+    if (!bias.empty() && static_cast<index_t>(bias.size()) != channels) {
+      throw shape_error("bias has " + std::to_string(bias.size()) + " values for " +
+                        std::to_string(channels) + " output channels");
+    }
+    for (index_t c = 0; c < channels; ++c) {
+      const auto m = p.at(c);
+      if (m.multiplier < 0 || m.shift < -31 || m.shift > 30) {
+        throw config_error("channel " + std::to_string(c) + " has multiplier " +
+                           std::to_string(m.multiplier) + " shift " + std::to_string(m.shift) +
+                           " (expected a multiplier >= 0 and a shift in [-31, 30])");
+      }
+      mult_[static_cast<std::size_t>(c)] = m.multiplier;
+      shift_[static_cast<std::size_t>(c)] = m.shift;
+    }
+    constexpr std::int32_t lo = std::numeric_limits<T>::min(), hi = std::numeric_limits<T>::max();
+    if (p.act_min < lo || p.act_max > hi || p.act_min > p.act_max) {
+      throw config_error("activation range [" + std::to_string(p.act_min) + ", " +
+                         std::to_string(p.act_max) + "] does not fit the output type");
+    }
+    view_ = {mult_.data(), shift_.data(), bias_.empty() ? nullptr : bias_.data(), p.out_zero_point,
+             p.act_min, p.act_max};
+  }
+  const store_requant<T>& stage() const noexcept { return view_; }
+  index_t channels() const noexcept { return static_cast<index_t>(mult_.size()); }
+
+ private:
+  std::vector<std::int32_t> mult_, shift_, bias_;
+  store_requant<T> view_{};
+};
+
+/// q = requantize(sum_k (a - a_zero_point) * w): int8 or uint8 outputs with the
+/// fused activation clamp, bit-identical to quant::requantize over the int32 result.
+template <class Ta, class T>
+  requires(std::same_as<Ta, std::uint8_t> || std::same_as<Ta, std::int8_t>)
+void gemm_s8(tensor_view<const Ta, 2> a, std::int32_t a_zero_point, const packed_s8& w,
+             tensor_view<T, 2> q, const requant_stage<T>& st) {
+  detail::check_gemm_args(a, a_zero_point, w, q.extent(0), q.extent(1));
+  if (st.channels() != w.rows()) {
+    throw shape_error("requantization stage for " + std::to_string(st.channels()) +
+                      " channels used with " + std::to_string(w.rows()) + " output channels");
+  }
+  run_gemm_s8(a, a_zero_point, w, q.data_handle(), q.extent(1), st.stage());
 }
 
 }  // namespace qprune::kernels

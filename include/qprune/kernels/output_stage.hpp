@@ -6,6 +6,9 @@
 //   store_int32:  c[m][n] = acc
 //   store_float:  y[m][n] = act(fma(float(acc), scale[n], bias[n]))   (one rounding: fma)
 //                 with act = identity or max(0, .)
+//   store_requant<T>: q[m][n] = clamp(MBQM(acc + bias[n], M0[n], shift[n]) + zp, lo, hi)
+//                 as T (int8 or uint8): TFLite's integer output stage, with MBQM the
+//                 double-rounding multiply_by_quantized_multiplier of quant/requantize.hpp
 #pragma once
 
 #include <cstdint>
@@ -22,6 +25,21 @@ struct store_float {
   const float* scale = nullptr;
   const float* bias = nullptr;
   bool relu = false;
+};
+
+/// Requantizes to int8 / uint8 (T): out = clamp(MBQM(acc + bias[n], multiplier[n],
+/// shift[n]) + out_zero_point, act_min, act_max), the fused activation being the
+/// clamp. Per-channel arrays of N entries (a per-tensor multiplier is repeated);
+/// bias may be null. Preconditions: multiplier[n] >= 0, -31 <= shift[n] <= 30,
+/// [act_min, act_max] inside T's range. Build it with kernels::requant_stage.
+template <class T>
+struct store_requant {
+  const std::int32_t* multiplier = nullptr;
+  const std::int32_t* shift = nullptr;
+  const std::int32_t* bias = nullptr;
+  std::int32_t out_zero_point = 0;
+  std::int32_t act_min = 0;
+  std::int32_t act_max = 0;
 };
 
 }  // namespace qprune::kernels

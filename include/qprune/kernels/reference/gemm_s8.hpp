@@ -13,6 +13,7 @@
 
 #include "qprune/core/config.hpp"
 #include "qprune/kernels/output_stage.hpp"
+#include "qprune/quant/requantize.hpp"
 
 namespace qprune::kernels::reference {
 
@@ -48,6 +49,23 @@ inline void gemm_s8(index_t m, index_t n, index_t k, const Ta* a, index_t lda,
       float v = std::fma(static_cast<float>(acc), st.scale[j], st.bias != nullptr ? st.bias[j] : 0.0f);
       if (st.relu && !(v > 0.0f)) v = 0.0f;
       y[i * ldy + j] = v;
+    }
+  }
+}
+
+/// q[m*ldq + n] = requantize(acc(m, n)) as quant::requantize_value computes it
+/// (double rounding).
+template <class Ta, class T>
+inline void gemm_s8(index_t m, index_t n, index_t k, const Ta* a, index_t lda,
+                    std::int32_t a_zero_point, const std::int8_t* b, index_t ldb, T* q,
+                    index_t ldq, const store_requant<T>& st) noexcept {
+  const quant::qrange act{st.act_min, st.act_max};
+  for (index_t i = 0; i < m; ++i) {
+    for (index_t j = 0; j < n; ++j) {
+      const std::int32_t acc = dot_s8(a + i * lda, a_zero_point, b + j * ldb, k);
+      q[i * ldq + j] = static_cast<T>(quant::requantize_value(
+          acc, st.bias != nullptr ? st.bias[j] : 0, {st.multiplier[j], static_cast<int>(st.shift[j])},
+          st.out_zero_point, act, quant::multiplier_rounding::double_rounding));
     }
   }
 }

@@ -23,6 +23,7 @@
 #include <cstring>
 
 #include "qprune/kernels/output_stage.hpp"
+#include "qprune/quant/requantize.hpp"
 
 QPRUNE_X86_INTRINSICS_BEGIN
 
@@ -68,6 +69,40 @@ struct vnni_args {
   __m512 v = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), s, b);
   if (st.relu) v = _mm512_max_ps(v, _mm512_setzero_ps());
   _mm512_mask_storeu_ps(y + n0, m, v);
+}
+
+/// The requantizing stage on 16 lanes, bit-identical to quant::requantize_value
+/// (double rounding) for multipliers >= 0:
+///   s = acc + bias (wraps); x = s << left (wraps)
+///   SRDHM(x, M0) = (x * M0 + 2^30) >> 31 in int64 (floor shift: equal to
+///     gemmlowp's truncating form with its sign-dependent nudge)
+///   RDBPOT(h, right) = (h >> right) + ((h & mask) > (mask >> 1) + (h < 0))
+///   out = clamp(RDBPOT + zero_point, act_min, act_max)
+template <class T>
+[[QPRUNE_TARGET_VNNI]] inline void store_tile(__m512i acc, __mmask16 m, index_t n0, T* q,
+                                              const store_requant<T>& st) noexcept {
+  const __m512i shift = _mm512_maskz_loadu_epi32(m, st.shift + n0);
+  const __m512i zero = _mm512_setzero_si512();
+  const __m512i left = _mm512_max_epi32(shift, zero);
+  const __m512i right = _mm512_max_epi32(_mm512_sub_epi32(zero, shift), zero);
+  const __m512i mult = _mm512_maskz_loadu_epi32(m, st.multiplier + n0);
+  __m512i s = acc;
+  if (st.bias != nullptr) s = _mm512_add_epi32(s, _mm512_maskz_loadu_epi32(m, st.bias + n0));
+  const __m512i x = _mm512_sllv_epi32(s, left);
+  const __m512i round = _mm512_set1_epi64(std::int64_t{1} << 30);
+  const __m512i even = _mm512_srai_epi64(_mm512_add_epi64(_mm512_mul_epi32(x, mult), round), 31);
+  const __m512i odd = _mm512_srai_epi64(
+      _mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(x, 32), _mm512_srli_epi64(mult, 32)), round), 31);
+  const __m512i h = _mm512_mask_blend_epi32(static_cast<__mmask16>(0xAAAA), even, _mm512_slli_epi64(odd, 32));
+  const __m512i one = _mm512_set1_epi32(1);
+  const __m512i mask = _mm512_sub_epi32(_mm512_sllv_epi32(one, right), one);
+  const __m512i rem = _mm512_and_si512(h, mask);
+  const __m512i threshold = _mm512_add_epi32(_mm512_srli_epi32(mask, 1), _mm512_srli_epi32(h, 31));
+  __m512i r = _mm512_srav_epi32(h, right);
+  r = _mm512_mask_add_epi32(r, _mm512_cmpgt_epi32_mask(rem, threshold), r, one);
+  r = _mm512_add_epi32(r, _mm512_set1_epi32(st.out_zero_point));
+  r = _mm512_min_epi32(_mm512_max_epi32(r, _mm512_set1_epi32(st.act_min)), _mm512_set1_epi32(st.act_max));
+  _mm_mask_storeu_epi8(q + n0, m, _mm512_cvtepi32_epi8(r));
 }
 
 /// MR rows x NV panels (16 channels each) starting at row m0 and panel p0.
@@ -176,6 +211,22 @@ struct madd_args {
     if (st.relu) v = _mm256_max_ps(v, _mm256_setzero_ps());
     _mm256_store_ps(tmp, v);
     for (index_t j = 0; j < n - n0; ++j) y[n0 + j] = tmp[j];
+  }
+}
+
+/// The requantizing stage on 8 lanes, through the scalar definition lane by lane
+/// (AVX2 has no 64-bit arithmetic shift; this keeps the path bit-identical).
+template <class T>
+[[QPRUNE_TARGET_AVX2]] inline void store_tile8(__m256i acc, index_t n, index_t n0, T* q,
+                                               const store_requant<T>& st) noexcept {
+  alignas(32) std::int32_t tmp[8];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(tmp), acc);
+  const quant::qrange act{st.act_min, st.act_max};
+  for (index_t j = 0; j < std::min<index_t>(8, n - n0); ++j) {
+    q[n0 + j] = static_cast<T>(quant::requantize_value(
+        tmp[j], st.bias != nullptr ? st.bias[n0 + j] : 0,
+        {st.multiplier[n0 + j], static_cast<int>(st.shift[n0 + j])}, st.out_zero_point, act,
+        quant::multiplier_rounding::double_rounding));
   }
 }
 

@@ -58,16 +58,33 @@ struct vnni_args {
                     : static_cast<__mmask16>((1u << static_cast<unsigned>(left)) - 1u);
 }
 
+// Each output stage has a per-panel part, prepared once for the 16 channels of
+// a panel (prepare), and a per-row part applied to every accumulator vector of
+// that panel (store_tile), so the loads and shift setup are not repeated per row.
+
+struct int32_consts {};
+[[QPRUNE_TARGET_VNNI]] inline int32_consts prepare(const store_int32&, __mmask16, index_t) noexcept {
+  return {};
+}
 [[QPRUNE_TARGET_VNNI]] inline void store_tile(__m512i acc, __mmask16 m, index_t n0, std::int32_t* c,
-                                              const store_int32&) noexcept {
+                                              const int32_consts&) noexcept {
   _mm512_mask_storeu_epi32(c + n0, m, acc);
 }
+
+struct float_consts {
+  __m512 scale, bias;
+  bool relu;
+};
+[[QPRUNE_TARGET_VNNI]] inline float_consts prepare(const store_float& st, __mmask16 m,
+                                                   index_t n0) noexcept {
+  return {_mm512_maskz_loadu_ps(m, st.scale + n0),
+          st.bias != nullptr ? _mm512_maskz_loadu_ps(m, st.bias + n0) : _mm512_setzero_ps(),
+          st.relu};
+}
 [[QPRUNE_TARGET_VNNI]] inline void store_tile(__m512i acc, __mmask16 m, index_t n0, float* y,
-                                              const store_float& st) noexcept {
-  const __m512 s = _mm512_maskz_loadu_ps(m, st.scale + n0);
-  const __m512 b = st.bias != nullptr ? _mm512_maskz_loadu_ps(m, st.bias + n0) : _mm512_setzero_ps();
-  __m512 v = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), s, b);
-  if (st.relu) v = _mm512_max_ps(v, _mm512_setzero_ps());
+                                              const float_consts& k) noexcept {
+  __m512 v = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), k.scale, k.bias);
+  if (k.relu) v = _mm512_max_ps(v, _mm512_setzero_ps());
   _mm512_mask_storeu_ps(y + n0, m, v);
 }
 
@@ -78,30 +95,45 @@ struct vnni_args {
 ///     gemmlowp's truncating form with its sign-dependent nudge)
 ///   RDBPOT(h, right) = (h >> right) + ((h & mask) > (mask >> 1) + (h < 0))
 ///   out = clamp(RDBPOT + zero_point, act_min, act_max)
+struct requant_consts {
+  __m512i bias, left, right, mult, mult_odd, mask, half_mask, zp, lo, hi;
+  bool has_bias;
+};
 template <class T>
-[[QPRUNE_TARGET_VNNI]] inline void store_tile(__m512i acc, __mmask16 m, index_t n0, T* q,
-                                              const store_requant<T>& st) noexcept {
+[[QPRUNE_TARGET_VNNI]] inline requant_consts prepare(const store_requant<T>& st, __mmask16 m,
+                                                     index_t n0) noexcept {
   const __m512i shift = _mm512_maskz_loadu_epi32(m, st.shift + n0);
   const __m512i zero = _mm512_setzero_si512();
-  const __m512i left = _mm512_max_epi32(shift, zero);
-  const __m512i right = _mm512_max_epi32(_mm512_sub_epi32(zero, shift), zero);
-  const __m512i mult = _mm512_maskz_loadu_epi32(m, st.multiplier + n0);
-  __m512i s = acc;
-  if (st.bias != nullptr) s = _mm512_add_epi32(s, _mm512_maskz_loadu_epi32(m, st.bias + n0));
-  const __m512i x = _mm512_sllv_epi32(s, left);
-  const __m512i round = _mm512_set1_epi64(std::int64_t{1} << 30);
-  const __m512i even = _mm512_srai_epi64(_mm512_add_epi64(_mm512_mul_epi32(x, mult), round), 31);
-  const __m512i odd = _mm512_srai_epi64(
-      _mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(x, 32), _mm512_srli_epi64(mult, 32)), round), 31);
-  const __m512i h = _mm512_mask_blend_epi32(static_cast<__mmask16>(0xAAAA), even, _mm512_slli_epi64(odd, 32));
   const __m512i one = _mm512_set1_epi32(1);
-  const __m512i mask = _mm512_sub_epi32(_mm512_sllv_epi32(one, right), one);
-  const __m512i rem = _mm512_and_si512(h, mask);
-  const __m512i threshold = _mm512_add_epi32(_mm512_srli_epi32(mask, 1), _mm512_srli_epi32(h, 31));
-  __m512i r = _mm512_srav_epi32(h, right);
-  r = _mm512_mask_add_epi32(r, _mm512_cmpgt_epi32_mask(rem, threshold), r, one);
-  r = _mm512_add_epi32(r, _mm512_set1_epi32(st.out_zero_point));
-  r = _mm512_min_epi32(_mm512_max_epi32(r, _mm512_set1_epi32(st.act_min)), _mm512_set1_epi32(st.act_max));
+  requant_consts k;
+  k.has_bias = st.bias != nullptr;
+  k.bias = k.has_bias ? _mm512_maskz_loadu_epi32(m, st.bias + n0) : zero;
+  k.left = _mm512_max_epi32(shift, zero);
+  k.right = _mm512_max_epi32(_mm512_sub_epi32(zero, shift), zero);
+  k.mult = _mm512_maskz_loadu_epi32(m, st.multiplier + n0);
+  k.mult_odd = _mm512_srli_epi64(k.mult, 32);
+  k.mask = _mm512_sub_epi32(_mm512_sllv_epi32(one, k.right), one);
+  k.half_mask = _mm512_srli_epi32(k.mask, 1);
+  k.zp = _mm512_set1_epi32(st.out_zero_point);
+  k.lo = _mm512_set1_epi32(st.act_min);
+  k.hi = _mm512_set1_epi32(st.act_max);
+  return k;
+}
+template <class T>
+[[QPRUNE_TARGET_VNNI]] inline void store_tile(__m512i acc, __mmask16 m, index_t n0, T* q,
+                                              const requant_consts& k) noexcept {
+  const __m512i s = k.has_bias ? _mm512_add_epi32(acc, k.bias) : acc;
+  const __m512i x = _mm512_sllv_epi32(s, k.left);
+  const __m512i round = _mm512_set1_epi64(std::int64_t{1} << 30);
+  const __m512i even = _mm512_srai_epi64(_mm512_add_epi64(_mm512_mul_epi32(x, k.mult), round), 31);
+  const __m512i odd = _mm512_srai_epi64(
+      _mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(x, 32), k.mult_odd), round), 31);
+  const __m512i h = _mm512_mask_blend_epi32(static_cast<__mmask16>(0xAAAA), even, _mm512_slli_epi64(odd, 32));
+  const __m512i rem = _mm512_and_si512(h, k.mask);
+  const __m512i threshold = _mm512_add_epi32(k.half_mask, _mm512_srli_epi32(h, 31));
+  __m512i r = _mm512_srav_epi32(h, k.right);
+  r = _mm512_mask_add_epi32(r, _mm512_cmpgt_epi32_mask(rem, threshold), r, _mm512_set1_epi32(1));
+  r = _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(r, k.zp), k.lo), k.hi);
   _mm_mask_storeu_epi8(q + n0, m, _mm512_cvtepi32_epi8(r));
 }
 
@@ -136,8 +168,10 @@ template <int MR, int NV, class Out, class Stage>
     const index_t n0 = (p0 + v) * 16;
     const __mmask16 m = tail_mask(g.n, n0);
     const __m512i zc = _mm512_loadu_si512(g.zcorr + n0);
+    const auto consts = prepare(st, m, n0);
 #pragma GCC unroll 8
-    for (int r = 0; r < MR; ++r) store_tile(_mm512_sub_epi32(acc[r][v], zc), m, n0, out + (m0 + r) * ldo, st);
+    for (int r = 0; r < MR; ++r)
+      store_tile(_mm512_sub_epi32(acc[r][v], zc), m, n0, out + (m0 + r) * ldo, consts);
   }
 }
 

@@ -1,0 +1,1 @@
+qprune_add_test_binary(qprune_quant_fake_quant_tests quant/fake_quant_test.cpp)

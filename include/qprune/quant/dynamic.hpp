@@ -28,24 +28,6 @@ namespace qprune::quant {
 
 namespace detail::dynamic_impl {
 
-/// Returns `v` unchanged but hides it from the optimiser, so that a float product
-/// is rounded before the addition that follows it. GCC contracts `a * b + c` into
-/// one FMA, even across statements (-ffp-contract=fast, its default outside ISO
-/// mode), whenever the target has FMA instructions (-march=haswell and later);
-/// the frameworks reproduced here round twice, so contraction would change the
-/// last bit.
-inline float round_barrier(float v) noexcept {
-#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
-  __asm__("" : "+x"(v));
-#elif (defined(__GNUC__) || defined(__clang__)) && defined(__aarch64__)
-  __asm__("" : "+w"(v));
-#else
-  volatile float t = v;
-  v = t;
-#endif
-  return v;
-}
-
 inline std::string at2(index_t i, index_t j) {
   return "(" + std::to_string(i) + ", " + std::to_string(j) + ")";
 }
@@ -337,7 +319,7 @@ class input_quantizer {
           case pytorch_engine::qnnpack:  // at::quantize_per_tensor
             return saturate_to_int(zf + std::nearbyint(v * inv_), 0, 255, 0);
           case pytorch_engine::onednn:  // ideep reorder: product rounded, then + zp
-            return saturate_to_int(std::nearbyint(round_barrier(v * inv_d_) + zf), 0, 255, 0);
+            return saturate_to_int(std::nearbyint(unfused(v * inv_d_) + zf), 0, 255, 0);
         }
         return 0;
       case dynamic_compat::onnxruntime: return ort_quantize(v, {scale_, zp_});
@@ -623,7 +605,7 @@ class dynamic_linear {
   /// The integer product and the mode's float rescale, into y.
   template <class T>
   void run(std::span<const T> wq, tensor_view<float, 2, layout_stride> y) const {
-    using detail::dynamic_impl::round_barrier;
+    using quant::detail::unfused;
     const auto sx = static_cast<float>(last_.scale);
     const bool onednn = scheme_.compat == dynamic_compat::pytorch &&
                         scheme_.engine == pytorch_engine::onednn;
@@ -635,7 +617,7 @@ class dynamic_linear {
       // onednn: bias pre-scaled by c = ix * iw, one rescale by 1/c after the add;
       // the others: one multiplier s_x * s_w, then the bias.
       const float c = ix * static_cast<float>(1.0 / static_cast<double>(row_scale_[un]));
-      const float bq = round_barrier(b * c);
+      const float bq = unfused(b * c);
       const float rescale = 1.0f / c;
       const float mul = sx * row_scale_[un];
       const T* wrow = wq.data() + n * k_;
@@ -646,7 +628,7 @@ class dynamic_linear {
           acc += static_cast<std::int32_t>(xrow[k]) * (static_cast<std::int32_t>(wrow[k]) - zw);
         }
         const auto accf = static_cast<float>(acc);
-        y(m, n) = onednn ? (accf + bq) * rescale : round_barrier(accf * mul) + b;
+        y(m, n) = onednn ? (accf + bq) * rescale : unfused(accf * mul) + b;
       }
     }
   }

@@ -21,6 +21,7 @@
 #include "qprune/core/tensor_view.hpp"
 #include "qprune/quant/params.hpp"
 #include "qprune/quant/qparams.hpp"
+#include "qprune/quant/quantize.hpp"
 #include "qprune/quant/rounding.hpp"
 
 namespace qprune::quant {
@@ -71,24 +72,9 @@ void check_same_extents(const extents<R>& a, const extents<R>& b, const char* wh
   }
 }
 
-inline std::string channel_prefix(index_t c) {
-  return c < 0 ? std::string() : "channel " + std::to_string(c) + ": ";
-}
-
-inline void check_scale(float s, index_t c = -1) {
-  if (!(s > 0.0f) || !std::isfinite(s)) {
-    throw config_error(channel_prefix(c) + "scale " + std::to_string(s) +
-                       " is invalid (expected a finite value > 0)");
-  }
-}
-
-inline void check_zero_point(std::int32_t zp, qrange r, index_t c = -1) {
-  if (zp < r.qmin || zp > r.qmax) {
-    throw config_error(channel_prefix(c) + "zero point " + std::to_string(zp) +
-                       " is outside the quantization range [" + std::to_string(r.qmin) + ", " +
-                       std::to_string(r.qmax) + "]");
-  }
-}
+using quant::detail::channel_prefix;
+using quant::detail::check_scale;
+using quant::detail::check_zero_point;
 
 inline void check_float_zero_point(float zp, index_t c = -1) {
   if (std::isnan(zp)) {
@@ -118,22 +104,8 @@ inline void check_channel_count(std::size_t scales, std::size_t zero_points, ind
   }
 }
 
-/// Returns `v` unchanged, but opaque to the optimizer: a product computed before
-/// it is rounded to float and never fused with a following addition into an FMA.
-/// GCC contracts a*b+c by default in C++ (-ffp-contract=fast) whenever the target
-/// (or an enclosing [[gnu::target("fma")]] function) has FMA; the frameworks'
-/// reference kernels round the product first where this is used.
-inline float unfused(float v) noexcept {
-#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__SSE2__))
-  __asm__("" : "+x"(v));
-#elif (defined(__GNUC__) || defined(__clang__)) && defined(__aarch64__)
-  __asm__("" : "+w"(v));
-#else
-  volatile float t = v;
-  v = t;
-#endif
-  return v;
-}
+using quant::detail::unfused;
+
 
 /// Calls f(channel, first_element, count) for every run of consecutive
 /// row-major elements that share one channel along `axis`. Precondition: 0 <= axis < R.

@@ -30,6 +30,26 @@ constexpr std::string_view to_string(rounding r) noexcept {
   return "unknown";
 }
 
+namespace detail {
+/// Returns `v` unchanged but opaque to the optimiser, so a float product is
+/// rounded before the addition that follows it. GCC contracts `a * b + c` into
+/// one FMA, even across statements (-ffp-contract=fast, its default outside ISO
+/// mode), whenever the target has FMA (-march=haswell and later, or inside a
+/// [[gnu::target("fma")]] function); the frameworks reproduced here round the
+/// product first, so contraction would change the last bit.
+inline float unfused(float v) noexcept {
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
+  __asm__("" : "+x"(v));
+#elif (defined(__GNUC__) || defined(__clang__)) && defined(__aarch64__)
+  __asm__("" : "+w"(v));
+#else
+  volatile float t = v;
+  v = t;
+#endif
+  return v;
+}
+}  // namespace detail
+
 /// Rounds `x` to an integral float.
 ///   half_to_even:        2.5 -> 2, 3.5 -> 4, -2.5 -> -2 (std::nearbyint; assumes the
 ///                        default FE_TONEAREST floating-point environment)

@@ -1,0 +1,1 @@
+qprune_add_test_binary(qprune_prune_sparse_tests prune/sparse_test.cpp prune/sparse_report_test.cpp)

@@ -1,0 +1,1 @@
+qprune_add_test_binary(qprune_prune_structured_tests prune/structured_test.cpp prune/wanda_test.cpp)

@@ -283,6 +283,9 @@ namespace onnxruntime {
 ///   scale < FLT_MIN (float32 tiny): scale = 1, zero point 0
 ///   else zero point = round_half_even((qmin + qmax) / 2.0) if symmetric,
 ///        round_half_even(qmin - rmin / scale) otherwise (float64); scale -> float32.
+/// Symmetric zero points: 0 for int8/int16, and on ORT's symmetric ranges (qrange_for
+/// with symmetric) 127 for uint8 [0, 254] and 32767 for uint16 [0, 65534]; the 128 /
+/// 32768 of ORT's own comment need the full ranges [0, 255] / [0, 65535].
 /// Throws config_error unless qmin <= 0 <= qmax, or for NaN / reversed inputs.
 [[nodiscard]] inline affine_params compute_scale_zp(float rmin, float rmax, qrange r,
                                                     bool symmetric,

@@ -37,13 +37,14 @@ namespace detail {
 /// mode), whenever the target has FMA (-march=haswell and later, or inside a
 /// [[gnu::target("fma")]] function); the frameworks reproduced here round the
 /// product first, so contraction would change the last bit.
-inline float unfused(float v) noexcept {
+template <std::floating_point T>
+inline T unfused(T v) noexcept {
 #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
   __asm__("" : "+x"(v));
 #elif (defined(__GNUC__) || defined(__clang__)) && defined(__aarch64__)
   __asm__("" : "+w"(v));
 #else
-  volatile float t = v;
+  volatile T t = v;
   v = t;
 #endif
   return v;

@@ -1,0 +1,1 @@
+qprune_add_test_binary(qprune_quant_observers_tests quant/observers_test.cpp quant/qparams_test.cpp)

@@ -3,7 +3,7 @@
 // MinMax, MovingAverageMinMax, PerChannel(MovingAverage)MinMax and Histogram
 // observers bit for bit, ONNX Runtime's percentile and entropy calibrators bit for
 // bit, and an MSE-optimal symmetric weight-scale search. Formulas, tie rules and
-// deviations: doc/quantization.md §4.
+// deviations: doc/quantization.md §9.
 #pragma once
 
 #include <algorithm>
@@ -591,7 +591,7 @@ class moving_average_per_channel_minmax_observer {
 // ---------------------------------------------------------------------------
 
 /// PyTorch 1.13's HistogramObserver, bit for bit (float32 where torch uses float32
-/// tensors, float64 where it uses Python floats). doc/quantization.md §4.3 has the
+/// tensors, float64 where it uses Python floats). doc/quantization.md §9.3 has the
 /// full derivation; in short:
 ///
 /// observe(X) -- infinities are dropped (torch >= 2.1; torch 1.13 raises), NaN throws:
@@ -1131,7 +1131,7 @@ enum class percentile_mode : std::uint8_t {
 };
 
 /// ONNX Runtime's percentile calibration (HistogramCollector with method
-/// "percentile"), bit for bit with its numpy arithmetic (doc/quantization.md §4.4):
+/// "percentile"), bit for bit with its numpy arithmetic (doc/quantization.md §9.4):
 ///   symmetric:  histogram of |x| over [min|x|, max|x|] of the first batch (num_bins
 ///               equal bins); later batches extend it to the right with np.arange
 ///               bins of the same width, values below the first edge are dropped.
@@ -1239,7 +1239,7 @@ class percentile_calibrator {
 };
 
 /// ONNX Runtime's entropy (KL-divergence, TensorRT-style) calibration,
-/// HistogramCollector with method "entropy", bit for bit (doc/quantization.md §4.5):
+/// HistogramCollector with method "entropy", bit for bit (doc/quantization.md §9.5):
 ///   collect: histogram of x over [-t, t], t = max|x| of the first batch; a batch with
 ///     a larger t grows it by h = int((t_new - t) // (2t/n) + 1) bins on each side,
 ///     t <- h * (2t/n) + t (float64); a first batch of zeros is replaced, bin for bin.

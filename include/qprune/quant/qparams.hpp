@@ -1,6 +1,6 @@
 // Choosing quantization parameters (scale, zero point) from a real range
 // [min, max]: qprune's own rule, and each framework's rule reproduced bit for
-// bit. Formulas and sources: doc/quantization.md §3 and ../shared/REFERENCE.md.
+// bit. Formulas and the framework sources they come from: doc/quantization.md §3.
 //
 //   qprune (default)           choose_affine_params / choose_symmetric_params
 //   PyTorch 1.13 observers     pytorch::calculate_qparams (MinMax/PerChannel/Histogram)

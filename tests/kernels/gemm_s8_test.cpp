@@ -162,6 +162,10 @@ TEST_P(GemmS8, TwoThreadsGiveIdenticalResults) {
   check_shape<std::uint8_t>(GetParam(), 64, 1024, 256, fill::random, fill::random, 77, 6);
   check_shape<std::int8_t>(GetParam(), 33, 257, 300, fill::random, fill::random, -3, 7);
   check_shape<std::uint8_t>(GetParam(), 1, 1000, 2048, fill::random, fill::random, 5, 8);
+  // Few output channels: the rows are split instead (784 x 64 is a 3x3 conv).
+  check_shape<std::uint8_t>(GetParam(), 789, 64, 288, fill::random, fill::random, 9, 9);
+  qprune::kernels::set_num_threads(3);
+  check_shape<std::uint8_t>(GetParam(), 203, 40, 301, fill::random, fill::random, 1, 10);
   qprune::kernels::set_num_threads(1);
 }
 

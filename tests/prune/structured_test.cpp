@@ -17,6 +17,7 @@
 #include <ostream>
 #include <random>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "qprune/core/tensor.hpp"
@@ -271,8 +272,8 @@ TEST(StructuredScores, GeometricMedianDiffersFromNorms) {
   EXPECT_DOUBLE_EQ(s[1], 1.0 + std::sqrt(2.0) + std::sqrt(181.0));
   EXPECT_EQ(s[1], s[2]);  // same summands in the same order: an exact tie
   EXPECT_DOUBLE_EQ(s[3], std::sqrt(200.0) + 2.0 * std::sqrt(181.0));
-  // B and C tie: the lower index is removed first.
-  EXPECT_EQ(prune::select_channels_to_remove(s, channel_count{1}), std::vector<index_t>{1});
+  // B and C tie: the higher index is removed first (the lower kept).
+  EXPECT_EQ(prune::select_channels_to_remove(s, channel_count{1}), std::vector<index_t>{2});
   EXPECT_EQ(prune::select_channels_to_remove(s, channel_count{2}), (std::vector<index_t>{1, 2}));
   // By norm, A (the zero filter) would go first.
   const auto l2 = prune::channel_scores(p, channel_criterion::l2);
@@ -300,14 +301,47 @@ TEST(StructuredScores, ConvScoresUseTheOHWIFilterRows) {
 // Selection
 // ---------------------------------------------------------------------------
 
-TEST(StructuredSelect, ExactCountWithLowerIndexRemovedFirst) {
+TEST(StructuredSelect, ExactCountWithHigherIndexRemovedFirstAmongTies) {
   const std::vector<double> s{3.0, 1.0, 2.0, 1.0};
-  EXPECT_EQ(prune::select_channels_to_remove(s, 0.25), std::vector<index_t>{1});  // tie 1, 3
+  EXPECT_EQ(prune::select_channels_to_remove(s, 0.25), std::vector<index_t>{3});  // tie 1, 3
   EXPECT_EQ(prune::select_channels_to_remove(s, 0.5), (std::vector<index_t>{1, 3}));
   EXPECT_EQ(prune::select_channels_to_remove(s, 0.75), (std::vector<index_t>{1, 2, 3}));
   EXPECT_EQ(prune::select_channels_to_remove(s, channel_count{3}), (std::vector<index_t>{1, 2, 3}));
   const std::vector<double> eq(5, 7.0);
-  EXPECT_EQ(prune::select_channels_to_remove(eq, channel_count{2}), (std::vector<index_t>{0, 1}));
+  EXPECT_EQ(prune::select_channels_to_remove(eq, channel_count{2}), (std::vector<index_t>{3, 4}));
+  EXPECT_EQ(prune::select_channels_to_remove(eq, channel_count{4}), (std::vector<index_t>{1, 2, 3, 4}));
+  // -0.0 and +0.0 are equal scores: the tie rule, not the sign, decides.
+  const std::vector<double> zeros{0.0, -0.0, 1.0};
+  EXPECT_EQ(prune::select_channels_to_remove(zeros, channel_count{1}), std::vector<index_t>{1});
+}
+
+TEST(StructuredSelect, TieRuleIsTheSharedOne) {
+  // select_channels_to_remove is prune_lowest on the channel scores...
+  const std::vector<double> s{2.0, 1.0, 2.0, 1.0, 1.0, 2.0};
+  for (index_t k = 0; k < 6; ++k) {
+    std::vector<std::uint8_t> keep(6, 1);
+    prune::prune_lowest(s, k, keep);
+    std::vector<std::uint8_t> selected(6, 1);
+    for (index_t c : prune::select_channels_to_remove(s, channel_count{k})) selected[static_cast<std::size_t>(c)] = 0;
+    EXPECT_EQ(selected, keep) << "k = " << k;
+  }
+  // Score 1.0 is held by channels 1, 3, 4: two of them go, the higher ones.
+  EXPECT_EQ(prune::select_channels_to_remove(s, channel_count{2}), (std::vector<index_t>{3, 4}));
+  // ... and agrees with pytorch::ln_structured (L1, dim 0), whose ties keep the lower
+  // channel, on a weight whose rows have equal L1 norms in pairs.
+  const tensor<float, 2> w(qprune::extents<2>(6, 3),
+                           {1, 2, 3, 3, 2, 1, 0.5f, 0.5f, 1, -1, -0.5f, 0.5f, 4, 0, 0, 0, 0, 4});
+  const dense_params p{w, {}};
+  const auto l1 = prune::channel_scores(p, channel_criterion::l1);
+  ASSERT_EQ(l1, (std::vector<double>{6, 6, 2, 2, 4, 4}));
+  for (index_t k = 0; k < 6; ++k) {
+    const auto removed = prune::select_channels_to_remove(l1, channel_count{k});
+    EXPECT_EQ(prune::output_channel_mask(p, prune::complement_channels(6, removed)),
+              prune::pytorch::ln_structured(w.cview(), k, 1.0, 0))
+        << "k = " << k;
+  }
+  EXPECT_EQ(prune::select_channels_to_remove(l1, channel_count{1}), std::vector<index_t>{3});
+  EXPECT_EQ(prune::select_channels_to_remove(l1, channel_count{3}), (std::vector<index_t>{2, 3, 5}));
 }
 
 TEST(StructuredSelect, CountIsRoundedHalfToEven) {
@@ -325,7 +359,10 @@ TEST(StructuredSelect, NaNScoresAreRemovedLast) {
   const double nan = std::numeric_limits<double>::quiet_NaN();
   const std::vector<double> s{nan, 5.0, 1.0, nan};
   EXPECT_EQ(prune::select_channels_to_remove(s, channel_count{2}), (std::vector<index_t>{1, 2}));
-  EXPECT_EQ(prune::select_channels_to_remove(s, channel_count{3}), (std::vector<index_t>{0, 1, 2}));
+  // Two NaN scores tie: the higher index goes first.
+  EXPECT_EQ(prune::select_channels_to_remove(s, channel_count{3}), (std::vector<index_t>{1, 2, 3}));
+  const std::vector<double> inf{std::numeric_limits<double>::infinity(), nan, 0.0};
+  EXPECT_EQ(prune::select_channels_to_remove(inf, channel_count{2}), (std::vector<index_t>{0, 2}));
 }
 
 TEST(StructuredSelect, AmountZeroRemovesNothing) {
@@ -476,6 +513,8 @@ TEST(StructuredRemove, OutputChannelMaskZeroesWholeRows) {
   conv2d_params conv{tensor<float, 4>(3, 2, 2, 2), {}, 1, 1, {}};
   const std::vector<index_t> keep{0, 2};
   const auto m = prune::output_channel_mask(conv, keep);
+  static_assert(std::is_same_v<std::remove_const_t<decltype(m)>, prune::mask>,
+                "every pruner returns prune::mask");
   ASSERT_EQ(m.extent(0), 3);
   ASSERT_EQ(m.extent(1), 8);
   for (index_t j = 0; j < 8; ++j) {
@@ -483,6 +522,70 @@ TEST(StructuredRemove, OutputChannelMaskZeroesWholeRows) {
     EXPECT_EQ(m(1, j), 0);
     EXPECT_EQ(m(2, j), 1);
   }
+  EXPECT_EQ(m.count_pruned(), 8);
+  EXPECT_TRUE(m.is_binary());
+  // Applying it zeroes exactly the removed filter (viewed as [out, kh*kw*in]).
+  tensor<float, 2> w(3, 8);
+  for (float& v : w.span()) v = 1.5f;
+  m.apply(w.view());
+  for (index_t j = 0; j < 8; ++j) {
+    EXPECT_EQ(w(0, j), 1.5f);
+    EXPECT_EQ(w(1, j), 0.0f);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// The channel_pruner policy
+// ---------------------------------------------------------------------------
+
+static_assert(prune::pruner<prune::channel_pruner>);
+static_assert(prune::sparsity_pruner<prune::channel_pruner>);
+static_assert(std::is_same_v<prune::channel_pruner::mask_type, prune::mask>);
+
+TEST(StructuredPolicy, ChannelPrunerEqualsScoreSelectMask) {
+  SCOPED_TRACE(qprune::test::seed_trace());
+  auto rng = qprune::test::make_rng(31);
+  const auto conv = random_conv(rng, 8, 3, 3, 2, 1, {});
+  const auto view = qprune::tensor_view<const float, 2, qprune::layout_stride>(conv.filters());
+  for (auto c : {channel_criterion::l1, channel_criterion::l2, channel_criterion::geometric_median}) {
+    for (float sp : {0.0f, 0.25f, 0.5f, 0.625f}) {
+      const prune::channel_pruner pr(c, sp);
+      const auto removed = prune::select_channels_to_remove(prune::channel_scores(conv, c), static_cast<double>(sp));
+      const auto expected = prune::output_channel_mask(conv, prune::complement_channels(8, removed));
+      const auto m = pr.compute_mask(view);
+      EXPECT_EQ(m, expected) << "sparsity " << sp;
+      EXPECT_EQ(m.sparsity(), static_cast<double>(removed.size()) / 8.0);
+      // Whole rows only.
+      for (index_t r = 0; r < 8; ++r) {
+        index_t kept = 0;
+        for (index_t j = 0; j < 18; ++j) kept += m(r, j);
+        EXPECT_TRUE(kept == 0 || kept == 18) << "row " << r;
+      }
+    }
+  }
+}
+
+TEST(StructuredPolicy, ChannelPrunerTiesSparsityAndErrors) {
+  // Rows with equal L2 norms: the higher rows go first (round_half_even(0.5·4) = 2).
+  const tensor<float, 2> w(qprune::extents<2>(4, 2), {3, 4, 4, 3, 0, 5, 5, 0});
+  prune::channel_pruner pr(channel_criterion::l2, 0.5f);
+  EXPECT_EQ(pr.criterion(), channel_criterion::l2);
+  EXPECT_EQ(pr.compute_mask(w.cview()),
+            prune::mask::from_values(qprune::extents<2>(4, 2), std::vector<std::uint8_t>{1, 1, 1, 1, 0, 0, 0, 0}));
+  pr.set_sparsity(0.25f);
+  EXPECT_EQ(pr.sparsity(), 0.25f);
+  EXPECT_EQ(pr.compute_mask(w.cview()),
+            prune::mask::from_values(qprune::extents<2>(4, 2), std::vector<std::uint8_t>{1, 1, 1, 1, 1, 1, 0, 0}));
+  EXPECT_THROW(pr.set_sparsity(1.5f), config_error);
+  EXPECT_EQ(pr.sparsity(), 0.25f);
+  EXPECT_THROW(prune::channel_pruner(channel_criterion::l1, -0.1f), config_error);
+  EXPECT_THROW(prune::channel_pruner(channel_criterion::l1, std::numeric_limits<float>::quiet_NaN()), config_error);
+  // Removing every channel is refused, as for physical removal.
+  pr.set_sparsity(1.0f);
+  EXPECT_THROW((void)pr.compute_mask(w.cview()), config_error);
+  // A weight without rows gives an empty mask.
+  const tensor<float, 2> none(0, 3);
+  EXPECT_EQ(pr.compute_mask(none.cview()).size(), 0);
 }
 
 // ---------------------------------------------------------------------------

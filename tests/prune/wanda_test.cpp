@@ -2,7 +2,9 @@
 // equal to one big batch), scores and masks against a hand example and an independent
 // Eigen computation (column norms over all rows, per-row stable ranking), the
 // identical-norms case (= per-row magnitude), N:M groups including short ones, edge
-// sparsities and bad input.
+// sparsities and bad input; the `wanda` / `wanda_n_m` policies; and the shared ranking
+// kernels on double scores (prune_lowest, score_mask, n_m_mask_from_scores), which
+// Wanda's double scores go through without a rounding to float.
 #include "qprune/prune/wanda.hpp"
 
 #include <gtest/gtest.h>
@@ -15,6 +17,7 @@
 #include <numeric>
 #include <random>
 #include <span>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -31,10 +34,10 @@ using qprune::tensor;
 namespace prune = qprune::prune;
 using prune::wanda_calibrator;
 
-using mask_t = tensor<std::uint8_t, 2>;
+using mask_t = prune::mask;
 
 mask_t make_mask(index_t rows, index_t cols, std::vector<std::uint8_t> v) {
-  return mask_t(qprune::extents<2>(rows, cols), std::span<const std::uint8_t>(v));
+  return mask_t::from_values(qprune::extents<2>(rows, cols), std::span<const std::uint8_t>(v));
 }
 
 tensor<float, 2> random_matrix(std::mt19937_64& rng, index_t rows, index_t cols, float lo = -1.0f, float hi = 1.0f) {
@@ -277,8 +280,8 @@ TEST(Wanda, EdgeSparsitiesAndTies) {
   wanda_calibrator cal(5);
   cal.add_batch(tensor<float, 2>(qprune::extents<2>(1, 5), {1, 1, 1, 1, 1}));
   const tensor<float, 2> w(qprune::extents<2>(2, 5), {1, 1, 1, 1, 1, 3, -3, 3, -3, 3});
-  EXPECT_EQ(prune::wanda_mask(w, cal, 0.0), mask_t(qprune::extents<2>(2, 5), std::uint8_t{1}));
-  EXPECT_EQ(prune::wanda_mask(w, cal, 1.0), mask_t(qprune::extents<2>(2, 5), std::uint8_t{0}));
+  EXPECT_EQ(prune::wanda_mask(w, cal, 0.0), mask_t(qprune::extents<2>(2, 5)));
+  EXPECT_EQ(prune::wanda_mask(w, cal, 1.0), mask_t(qprune::extents<2>(2, 5), false));
   // All-equal scores: the higher columns are pruned first.
   EXPECT_EQ(prune::wanda_mask(w, cal, 0.4), make_mask(2, 5, {1, 1, 1, 0, 0, 1, 1, 1, 0, 0}));
   // NaN scores rank above every number.
@@ -298,7 +301,7 @@ TEST(Wanda, ShortRowsAndPartialGroups) {
   wanda_calibrator cal2(2);
   cal2.add_batch(tensor<float, 2>(qprune::extents<2>(1, 2), {1, 1}));
   const tensor<float, 2> w2(qprune::extents<2>(2, 2), {1, 2, 3, 4});
-  EXPECT_EQ(prune::wanda_n_m_mask(w2, cal2, 2, 4), mask_t(qprune::extents<2>(2, 2), std::uint8_t{1}));
+  EXPECT_EQ(prune::wanda_n_m_mask(w2, cal2, 2, 4), mask_t(qprune::extents<2>(2, 2)));
   EXPECT_EQ(prune::wanda_n_m_mask(w2, cal2, 1, 4), make_mask(2, 2, {0, 1, 0, 1}));
 }
 
@@ -318,6 +321,150 @@ TEST(Wanda, BadInputThrows) {
   EXPECT_THROW((void)prune::wanda_n_m_mask(w, cal, 2, 65), config_error);
   EXPECT_THROW((void)prune::wanda_n_m_mask(w, cal, 1, 1), config_error);
   EXPECT_THROW(wanda_calibrator(-1), config_error);
+  // The N:M bound is the shared one (max_n_m_group).
+  EXPECT_NO_THROW((void)prune::wanda_n_m_mask(w, cal, 1, prune::max_n_m_group));
+  EXPECT_THROW((void)prune::wanda_n_m_mask(w, cal, 1, prune::max_n_m_group + 1), config_error);
+}
+
+TEST(Wanda, ReturnsTheCommonMaskType) {
+  static_assert(std::is_same_v<decltype(prune::wanda_mask(std::declval<const tensor<float, 2>&>(),
+                                                          std::declval<const wanda_calibrator&>(), 0.5)),
+                               prune::mask>);
+  static_assert(std::is_same_v<decltype(prune::wanda_n_m_mask(std::declval<const tensor<float, 2>&>(),
+                                                              std::declval<const wanda_calibrator&>(), 2, 4)),
+                               prune::mask>);
+  wanda_calibrator cal(4);
+  cal.add_batch(tensor<float, 2>(qprune::extents<2>(1, 4), {1, 1, 1, 1}));
+  tensor<float, 2> w(qprune::extents<2>(2, 4), {4, -1, 3, 2, 0.5f, 2, -3, 1});
+  const auto m = prune::wanda_mask(w, cal, 0.5);
+  EXPECT_EQ(m.sparsity(), 0.5);
+  m.apply(w.view());
+  EXPECT_EQ(w, (tensor<float, 2>(qprune::extents<2>(2, 4), {4, 0, 3, 0, 0, 2, -3, 0})));
+}
+
+// Scores that differ only below float precision: S = |W_j|·rms_j with
+//   W = (1, 1 + 2^-23, 1 + 2^-22),  rms = (1 + 3·2^-23, 1 + 2^-22, 1 + 2^-23)
+// gives S_0 = 1 + 3·2^-23 and S_1 = S_2 = 1 + 3·2^-23 + 2^-45 (exact in double). As
+// doubles column 0 is the lowest; rounded to float all three tie and the tie rule
+// would prune column 2 instead.
+TEST(Wanda, RanksTheDoubleScoresWithoutRoundingToFloat) {
+  const float e23 = std::ldexp(1.0f, -23);
+  const float e22 = std::ldexp(1.0f, -22);
+  wanda_calibrator cal(3);
+  cal.add_batch(tensor<float, 2>(qprune::extents<2>(1, 3), {1 + e22 + e23, 1 + e22, 1 + e23}));
+  const tensor<float, 2> w(qprune::extents<2>(1, 3), {1, 1 + e23, 1 + e22});
+  const auto s = prune::wanda_scores(w, cal);
+  EXPECT_EQ(s(0, 0), 1 + 3 * std::ldexp(1.0, -23));
+  EXPECT_EQ(s(0, 1), s(0, 2));
+  EXPECT_EQ(s(0, 1) - s(0, 0), std::ldexp(1.0, -45));
+  EXPECT_EQ(static_cast<float>(s(0, 0)), static_cast<float>(s(0, 1)));
+  EXPECT_EQ(prune::wanda_mask(w, cal, 1.0 / 3.0), make_mask(1, 3, {0, 1, 1}));
+  // 2:3 keeps the two highest: columns 1 and 2.
+  EXPECT_EQ(prune::wanda_n_m_mask(w, cal, 2, 3), make_mask(1, 3, {0, 1, 1}));
+}
+
+// ---------------------------------------------------------------------------
+// The shared ranking kernels on double scores (magnitude.hpp, n_m.hpp)
+// ---------------------------------------------------------------------------
+
+TEST(SharedRanking, DoubleScoresAreComparedAsDoubles) {
+  // Equal in float, ordered in double: 1 - 1e-12 < 1 = 1 < 1 + 1e-12.
+  const tensor<double, 2> sd(qprune::extents<2>(1, 4), {1.0 - 1e-12, 1.0, 1.0 + 1e-12, 1.0});
+  tensor<float, 2> sf(1, 4);
+  for (index_t j = 0; j < 4; ++j) sf(0, j) = static_cast<float>(sd(0, j));
+  ASSERT_EQ(sf(0, 0), sf(0, 2));
+
+  // prune_lowest: the lowest double first, then the tie (1, 3) by the higher index.
+  for (index_t k = 0; k <= 4; ++k) {
+    std::vector<std::uint8_t> keep(4, 1);
+    prune::prune_lowest(sd.span(), k, keep);
+    const std::vector<std::vector<std::uint8_t>> want{{1, 1, 1, 1}, {0, 1, 1, 1}, {0, 1, 1, 0}, {0, 0, 1, 0}, {0, 0, 0, 0}};
+    EXPECT_EQ(keep, want[static_cast<std::size_t>(k)]) << "k = " << k;
+  }
+  // score_mask (exact k over the tensor) on the double view, and on the float view
+  // where all four tie and the higher indices go.
+  EXPECT_EQ(prune::score_mask(sd.cview(), 0.5f), make_mask(1, 4, {0, 1, 1, 0}));
+  EXPECT_EQ(prune::score_mask(sf.cview(), 0.5f), make_mask(1, 4, {1, 1, 0, 0}));
+  // n_m_mask_from_scores: 2:4 keeps column 2 and, of the tie (1, 3), column 1.
+  EXPECT_EQ(prune::n_m_mask_from_scores(sd.cview(), 2, 4), make_mask(1, 4, {0, 1, 1, 0}));
+  EXPECT_EQ(prune::n_m_mask_from_scores(sf.cview(), 2, 4), make_mask(1, 4, {1, 1, 0, 0}));
+  // A strided (column-major) double view reads the same elements.
+  const std::vector<double> col_major{1.0, 3.0, 2.0, 0.5};  // [[1, 2], [3, 0.5]]
+  const qprune::tensor_view<const double, 2, qprune::layout_left> cm(col_major.data(), 2, 2);
+  EXPECT_EQ(prune::score_mask(cm, 0.5f), make_mask(2, 2, {0, 1, 1, 0}));
+  EXPECT_EQ(prune::n_m_mask_from_scores(cm, 1, 2), make_mask(2, 2, {0, 1, 1, 0}));
+}
+
+TEST(SharedRanking, DoubleNaNAndInfOrder) {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const double inf = std::numeric_limits<double>::infinity();
+  const tensor<double, 2> s(qprune::extents<2>(1, 6), {nan, inf, -0.0, 0.0, nan, 2.0});
+  // Ranking low to high: 0.0 (3), -0.0 (2) [tie: higher index first], 2, inf, NaN (4), NaN (0).
+  EXPECT_EQ(prune::score_mask(s.cview(), 0.5f), make_mask(1, 6, {1, 1, 0, 0, 1, 0}));
+  EXPECT_EQ(prune::score_mask(s.cview(), 5.0f / 6.0f), make_mask(1, 6, {1, 0, 0, 0, 0, 0}));
+  // 1:3 groups {NaN, inf, -0.0} and {0.0, NaN, 2}: the NaN is kept in each.
+  EXPECT_EQ(prune::n_m_mask_from_scores(s.cview(), 1, 3), make_mask(1, 6, {1, 0, 0, 0, 1, 0}));
+  std::vector<std::uint8_t> keep(6, 1);
+  EXPECT_THROW(prune::prune_lowest(s.span(), 7, keep), config_error);
+  std::vector<std::uint8_t> short_keep(5, 1);
+  EXPECT_THROW(prune::prune_lowest(s.span(), 1, short_keep), shape_error);
+}
+
+// ---------------------------------------------------------------------------
+// Policies
+// ---------------------------------------------------------------------------
+
+static_assert(prune::pruner<prune::wanda>);
+static_assert(prune::sparsity_pruner<prune::wanda>);
+static_assert(prune::pruner<prune::wanda_n_m>);
+static_assert(!prune::sparsity_pruner<prune::wanda_n_m>);
+static_assert(std::is_same_v<prune::wanda::mask_type, prune::mask>);
+static_assert(std::is_same_v<prune::wanda_n_m::mask_type, prune::mask>);
+
+TEST(WandaPolicy, ComputeMaskEqualsTheFreeFunctions) {
+  SCOPED_TRACE(qprune::test::seed_trace());
+  auto rng = qprune::test::make_rng(24);
+  const index_t out = 6, in = 11;
+  wanda_calibrator cal(in);
+  for (int b = 0; b < 3; ++b) cal.add_batch(random_matrix(rng, 5, in, -2.0f, 2.0f));
+  const auto w = random_matrix(rng, out, in);
+  const qprune::tensor_view<const float, 2, qprune::layout_stride> v(w.cview());
+
+  prune::wanda pol(cal, 0.5f);
+  EXPECT_EQ(pol.sparsity(), 0.5f);
+  EXPECT_EQ(pol.calibrator().samples(), 15);
+  EXPECT_EQ(pol.compute_mask(v), prune::wanda_mask(w, cal, 0.5));
+  pol.set_sparsity(0.25f);
+  EXPECT_EQ(pol.compute_mask(v), prune::wanda_mask(w, cal, 0.25));
+  for (index_t r = 0; r < out; ++r) EXPECT_EQ(count_kept_in_row(pol.compute_mask(v), r), in - 3);  // 2.75 -> 3
+  EXPECT_THROW(pol.set_sparsity(-0.5f), config_error);
+  EXPECT_EQ(pol.sparsity(), 0.25f);
+  // The policy owns its statistics: later batches on the original do not reach it.
+  const auto before = pol.compute_mask(v);
+  cal.add_batch(random_matrix(rng, 50, in, -100.0f, 100.0f));
+  EXPECT_EQ(pol.compute_mask(v), before);
+
+  const prune::wanda_n_m nm(cal, 2, 4);
+  EXPECT_EQ(nm.pattern().n(), 2);
+  EXPECT_EQ(nm.pattern().m(), 4);
+  EXPECT_EQ(nm.pattern().sparsity(), 0.5);
+  EXPECT_EQ(nm.compute_mask(v), prune::wanda_n_m_mask(w, cal, 2, 4));
+  EXPECT_TRUE(prune::is_n_m_sparse(nm.compute_mask(v), 2, 4));
+}
+
+TEST(WandaPolicy, BadInputThrows) {
+  wanda_calibrator empty(3);
+  EXPECT_THROW(prune::wanda(empty, 0.5f), config_error);
+  EXPECT_THROW(prune::wanda_n_m(empty, 2, 4), config_error);
+  wanda_calibrator cal(3);
+  cal.add_batch(tensor<float, 2>(qprune::extents<2>(1, 3), {1, 2, 3}));
+  EXPECT_THROW(prune::wanda(cal, 1.5f), config_error);
+  EXPECT_THROW(prune::wanda(cal, std::numeric_limits<float>::quiet_NaN()), config_error);
+  EXPECT_THROW(prune::wanda_n_m(cal, 4, 4), config_error);
+  const prune::wanda pol(cal, 0.5f);
+  const tensor<float, 2> wrong(2, 4);
+  EXPECT_THROW((void)pol.compute_mask(wrong.cview()), shape_error);
+  EXPECT_THROW((void)prune::wanda_n_m(cal, 1, 2).compute_mask(wrong.cview()), shape_error);
 }
 
 }  // namespace

@@ -131,11 +131,11 @@ std::vector<float> abs_row_major(const tensor_view<const float, Rank, layout_str
   return a;
 }
 
-/// Values in row-major order.
-template <std::size_t Rank>
-std::vector<float> values_row_major(const tensor_view<const float, Rank, layout_stride>& w) {
-  std::vector<float> a(static_cast<std::size_t>(w.size()));
-  const float* p = w.data_handle();
+/// Values in row-major order (float or double).
+template <class T, std::size_t Rank>
+std::vector<T> values_row_major(const tensor_view<const T, Rank, layout_stride>& w) {
+  std::vector<T> a(static_cast<std::size_t>(w.size()));
+  const T* p = w.data_handle();
   for_each_row_major(w.mapping(), [&](index_t flat, index_t off) {
     a[static_cast<std::size_t>(flat)] = p[off];
   });
@@ -152,9 +152,9 @@ void check_mask_extents(const basic_mask<Rank>& m, const extents<Rank>& e, const
   }
 }
 
-/// Keeps the k largest scores of a fresh all-kept mask (exact-k).
-template <std::size_t Rank>
-basic_mask<Rank> keep_largest(const extents<Rank>& e, std::span<const float> scores, index_t k) {
+/// Keeps the k largest scores of a fresh all-kept mask (exact-k); float or double scores.
+template <class T, std::size_t Rank>
+basic_mask<Rank> keep_largest(const extents<Rank>& e, std::span<const T> scores, index_t k) {
   basic_mask<Rank> m(e);
   std::uint8_t* keep = m.data();
   for (index_t i : lowest_k(scores, k)) keep[i] = 0;
@@ -191,14 +191,11 @@ inline bool tfmot_keeps(float x, float thr) noexcept { return x != x || (thr == 
 
 }  // namespace detail
 
-/// Prunes the k lowest-ranked entries: sets keep[i] = 0 for them and leaves every
-/// other element of `keep` unchanged. The ranking kernel of every qprune pruner.
-/// Ranking (qprune's tie rule): a larger score ranks higher; NaN ranks above every
-/// number; among equal scores the lower index ranks higher. So exactly k entries are
-/// chosen, and among ties the one with the higher index is pruned first.
-/// Throws shape_error if the spans differ in size, config_error unless 0 <= k <= size.
-/// Complexity: O(n) average time; 2n 32-bit keys and k indices of extra memory.
-inline void prune_lowest(std::span<const float> scores, index_t k, std::span<std::uint8_t> keep) {
+namespace detail {
+
+/// prune_lowest for float or double scores: the checks, then lowest_k.
+template <class T>
+void prune_lowest_checked(std::span<const T> scores, index_t k, std::span<std::uint8_t> keep) {
   if (scores.size() != keep.size()) {
     throw shape_error("prune_lowest: " + std::to_string(scores.size()) + " scores but " +
                       std::to_string(keep.size()) + " mask entries (expected equal sizes)");
@@ -207,7 +204,27 @@ inline void prune_lowest(std::span<const float> scores, index_t k, std::span<std
     throw config_error("prune_lowest: k = " + std::to_string(k) +
                        " is invalid (expected 0 <= k <= " + std::to_string(scores.size()) + ")");
   }
-  for (index_t i : detail::lowest_k(scores, k)) keep[static_cast<std::size_t>(i)] = 0;
+  for (index_t i : lowest_k(scores, k)) keep[static_cast<std::size_t>(i)] = 0;
+}
+
+}  // namespace detail
+
+/// Prunes the k lowest-ranked entries: sets keep[i] = 0 for them and leaves every
+/// other element of `keep` unchanged. The ranking kernel of every qprune pruner.
+/// Ranking (qprune's tie rule): a larger score ranks higher; NaN ranks above every
+/// number; among equal scores the lower index ranks higher. So exactly k entries are
+/// chosen, and among ties the one with the higher index is pruned first.
+/// Throws shape_error if the spans differ in size, config_error unless 0 <= k <= size.
+/// Complexity: O(n) average time; 2n 32-bit keys and k indices of extra memory.
+inline void prune_lowest(std::span<const float> scores, index_t k, std::span<std::uint8_t> keep) {
+  detail::prune_lowest_checked(scores, k, keep);
+}
+
+/// The same ranking on double scores (Wanda's |W_ij|·‖X_j‖₂, channel norms), compared
+/// as doubles: no rounding to float, so scores that differ only in double stay ordered.
+/// Complexity: O(n) average time (nth_element on n indices).
+inline void prune_lowest(std::span<const double> scores, index_t k, std::span<std::uint8_t> keep) {
+  detail::prune_lowest_checked(scores, k, keep);
 }
 
 /// qprune's default unstructured magnitude mask: prunes exactly
@@ -227,15 +244,17 @@ template <float_view V>
 }
 
 /// Exact-k mask from arbitrary importance scores (larger = more important; not
-/// |score|), e.g. Wanda's |W_ij|·‖X_j‖₂: prunes k = round_half_even(sparsity · N) lowest
-/// scores with magnitude_mask's tie and NaN rules.
+/// |score|), float or double (double scores are compared as doubles): prunes
+/// k = round_half_even(sparsity · N) lowest scores of the whole tensor with
+/// magnitude_mask's tie and NaN rules (prune_lowest).
 /// Throws config_error unless 0 <= sparsity <= 1.
-template <float_view V>
+template <score_view V>
 [[nodiscard]] basic_mask<V::rank()> score_mask(const V& scores, float sparsity) {
+  using T = typename V::value_type;
   check_sparsity(sparsity);
   const auto sw = as_strided(scores);
   const auto v = detail::values_row_major(sw);
-  return detail::keep_largest(sw.extents(), std::span<const float>(v),
+  return detail::keep_largest(sw.extents(), std::span<const T>(v),
                               detail::fraction_count(sparsity, sw.size()));
 }
 
@@ -269,27 +288,19 @@ template <std::ranges::forward_range R>
 }
 
 /// qprune's default pruner policy: magnitude_mask(w, sparsity()) with its exact-k rule.
-/// Default-constructed it prunes nothing (sparsity 0).
-class magnitude {
+/// Default-constructed it prunes nothing (sparsity 0). sparsity() / set_sparsity(s)
+/// come from sparsity_target (config_error unless 0 <= s <= 1).
+class magnitude : public sparsity_target {
  public:
   using mask_type = mask;
 
   magnitude() = default;
   /// Throws config_error unless 0 <= sparsity <= 1.
-  explicit magnitude(float sparsity) : sparsity_((check_sparsity(sparsity), sparsity)) {}
+  explicit magnitude(float sparsity) : sparsity_target(sparsity) {}
 
-  float sparsity() const noexcept { return sparsity_; }
-  /// Throws config_error unless 0 <= s <= 1 (the old target is kept then).
-  void set_sparsity(float s) {
-    check_sparsity(s);
-    sparsity_ = s;
-  }
   [[nodiscard]] mask compute_mask(tensor_view<const float, 2, layout_stride> w) const {
-    return magnitude_mask(w, sparsity_);
+    return magnitude_mask(w, sparsity());
   }
-
- private:
-  float sparsity_ = 0.0f;
 };
 
 static_assert(sparsity_pruner<magnitude>);
@@ -638,26 +649,19 @@ template <float_view V>
 }
 
 /// tfmot's element-wise pruner (block_size (1, 1)) as a policy: magnitude_mask with a
-/// run-time sparsity a schedule sets. For block sparsity see block.hpp, for m_by_n n_m.hpp.
-class magnitude {
+/// run-time sparsity a schedule sets (sparsity_target). For block sparsity see block.hpp,
+/// for m_by_n n_m.hpp.
+class magnitude : public sparsity_target {
  public:
   using mask_type = mask;
 
   magnitude() = default;
   /// Throws config_error unless 0 <= sparsity <= 1.
-  explicit magnitude(float sparsity) : sparsity_((check_sparsity(sparsity), sparsity)) {}
+  explicit magnitude(float sparsity) : sparsity_target(sparsity) {}
 
-  float sparsity() const noexcept { return sparsity_; }
-  void set_sparsity(float s) {
-    check_sparsity(s);
-    sparsity_ = s;
-  }
   [[nodiscard]] mask compute_mask(tensor_view<const float, 2, layout_stride> w) const {
-    return tfmot::magnitude_mask(w, sparsity_);
+    return tfmot::magnitude_mask(w, sparsity());
   }
-
- private:
-  float sparsity_ = 0.0f;
 };
 
 static_assert(sparsity_pruner<magnitude>);

@@ -1,7 +1,7 @@
 // Pruning masks: `basic_mask<Rank>` (alias `mask` for the [rows, cols] case), an owning
 // byte-per-element 0/1 tensor (1 = keep, 0 = pruned) with the operations every pruner
 // and layer needs: apply to weights or gradients, logical AND, counts and sparsity.
-// Also the argument checks shared by the pruners (sparsity range, float views).
+// Also the argument checks shared by the pruners (sparsity range, float and score views).
 // Semantics: doc/pruning.md §1.
 #pragma once
 
@@ -81,10 +81,19 @@ template <class V>
 concept float_view =
     detail::is_tensor_view<V>::value && std::same_as<typename V::value_type, float>;
 
+/// A `tensor_view` of importance scores: float or double (const or not), any rank and
+/// layout. The score-ranking functions (score_mask, n_m_mask_from_scores) take these, so
+/// double scores (Wanda's, channel norms) are ranked without a rounding to float.
+template <class V>
+concept score_view = detail::is_tensor_view<V>::value &&
+                     (std::same_as<typename V::value_type, float> ||
+                      std::same_as<typename V::value_type, double>);
+
 /// The same elements as a read-only strided view (every layout converts to it).
-template <float_view V>
-constexpr tensor_view<const float, V::rank(), layout_stride> as_strided(const V& v) noexcept {
-  return tensor_view<const float, V::rank(), layout_stride>(v);
+template <score_view V>
+constexpr tensor_view<const typename V::value_type, V::rank(), layout_stride> as_strided(
+    const V& v) noexcept {
+  return tensor_view<const typename V::value_type, V::rank(), layout_stride>(v);
 }
 
 /// Throws config_error unless 0 <= s <= 1. A sparsity is the fraction of zeros (pruned
@@ -96,6 +105,26 @@ inline void check_sparsity(double s, std::string_view what = "sparsity") {
     throw config_error(m);
   }
 }
+
+/// The run-time target sparsity of a `sparsity_pruner` policy: a float in [0, 1],
+/// checked on every write. Policies inherit it (non-virtual, no state besides the float)
+/// to get `sparsity()` and `set_sparsity(s)`. Default: 0 (prune nothing).
+class sparsity_target {
+ public:
+  sparsity_target() = default;
+  /// Throws config_error unless 0 <= s <= 1.
+  explicit sparsity_target(float s) : sparsity_((check_sparsity(s), s)) {}
+
+  float sparsity() const noexcept { return sparsity_; }
+  /// Throws config_error unless 0 <= s <= 1 (the old target is kept then).
+  void set_sparsity(float s) {
+    check_sparsity(s);
+    sparsity_ = s;
+  }
+
+ private:
+  float sparsity_ = 0.0f;
+};
 
 /// An owning 0/1 pruning mask of rank `Rank`, one byte per element, row-major:
 /// 1 keeps the weight, 0 prunes it. `mask` (= basic_mask<2>) covers Dense weights

@@ -36,13 +36,14 @@ namespace detail {
 
 /// Keeps, in every group of m consecutive entries of each row, the min(n, group length)
 /// highest-ranked scores (rank_below's order: larger score, NaN above numbers, then the
-/// lower column). Preconditions: check_n_m(n, m) passed.
-inline mask n_m_from_scores(const tensor_view<const float, 2, layout_stride>& s, index_t n,
-                            index_t m) {
+/// lower column); float or double scores, compared in their own type.
+/// Preconditions: check_n_m(n, m) passed.
+template <class T>
+mask n_m_from_scores(const tensor_view<const T, 2, layout_stride>& s, index_t n, index_t m) {
   const index_t rows = s.extent(0);
   const index_t cols = s.extent(1);
   mask out(s.extents());  // all kept
-  std::array<float, max_n_m_group> g{};
+  std::array<T, max_n_m_group> g{};
   std::array<index_t, max_n_m_group> idx{};
   for (index_t r = 0; r < rows; ++r) {
     for (index_t c0 = 0; c0 < cols; c0 += m) {
@@ -55,7 +56,7 @@ inline mask n_m_from_scores(const tensor_view<const float, 2, layout_stride>& s,
       // The len - n lowest-ranked entries of the group are pruned.
       const index_t drop = len - n;
       std::nth_element(idx.begin(), idx.begin() + drop, idx.begin() + len,
-                       rank_below<float>{g.data()});
+                       rank_below<T>{g.data()});
       for (index_t j = 0; j < drop; ++j) out(r, c0 + idx[static_cast<std::size_t>(j)]) = 0;
     }
   }
@@ -104,13 +105,14 @@ template <float_view V>
   tensor<float, 2> a(sw.extents());
   for (index_t r = 0; r < sw.extent(0); ++r)
     for (index_t c = 0; c < sw.extent(1); ++c) a(r, c) = std::fabs(sw(r, c));
-  return detail::n_m_from_scores(a.cview(), n, m);
+  return detail::n_m_from_scores(as_strided(a.cview()), n, m);
 }
 
 /// N:M mask from an importance score matrix (larger = more important, used as is,
-/// not |score|), e.g. Wanda's S_ij = |W_ij|·‖X_j‖₂. Same groups, partial-group and
-/// tie rules as n_m_mask. Throws config_error unless 0 < n < m <= 64.
-template <float_view V>
+/// not |score|), float or double (compared in their own type, no rounding to float),
+/// e.g. Wanda's S_ij = |W_ij|·‖X_j‖₂. Same groups, partial-group and tie rules as
+/// n_m_mask. Throws config_error unless 0 < n < m <= 64.
+template <score_view V>
   requires(V::rank() == 2)
 [[nodiscard]] mask n_m_mask_from_scores(const V& scores, index_t n, index_t m) {
   check_n_m(n, m);

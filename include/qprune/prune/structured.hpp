@@ -2,26 +2,26 @@
 // or Conv2D layer (L1, L2, geometric median), choose an exact number to remove, and
 // return a smaller producer and a consumer whose input dimension shrank to match
 // (Dense, Conv2D, flatten→Dense, with BatchNorm between), folding each removed
-// channel's constant output into the consumer's bias. Semantics: doc/pruning.md,
-// "Structured pruning with physical removal".
+// channel's constant output into the consumer's bias. Ranking and masks come from the
+// shared kernels (prune_lowest, prune::mask); `channel_pruner` is the policy form.
+// Semantics: doc/pruning.md, "Structured pruning with physical removal".
 #pragma once
 
 #include <algorithm>
 #include <cmath>
-#include <cstdint>
 #include <concepts>
-#include <cstdio>
-#include <numeric>
+#include <cstdint>
 #include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
-#include "qprune/core/config.hpp"
 #include "qprune/core/error.hpp"
 #include "qprune/core/tensor.hpp"
 #include "qprune/core/tensor_view.hpp"
-#include "qprune/quant/rounding.hpp"
+#include "qprune/prune/concepts.hpp"
+#include "qprune/prune/magnitude.hpp"
+#include "qprune/prune/mask.hpp"
 
 namespace qprune::prune {
 
@@ -128,19 +128,6 @@ struct flatten_shape {
 
 namespace detail::structured {
 
-inline std::string format_number(double x) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.9g", x);
-  return buf;
-}
-
-/// a < b with NaN above every number and NaN == NaN.
-inline bool score_less(double a, double b) noexcept {
-  if (b != b) return a == a;
-  if (a != a) return false;
-  return a < b;
-}
-
 inline void check_bias(std::size_t bias_size, index_t channels, std::string_view fn,
                        std::string_view layer) {
   if (bias_size != 0 && static_cast<index_t>(bias_size) != channels) {
@@ -179,7 +166,7 @@ inline void check_params(const batch_norm_params& p, std::string_view fn) {
                       std::to_string(p.running_var.size()) + " values (expected equal counts)");
   }
   if (!(p.eps >= 0.0f)) {
-    throw config_error(std::string(fn) + ": batch norm eps " + format_number(p.eps) +
+    throw config_error(std::string(fn) + ": batch norm eps " + detail::format_number(p.eps) +
                        " is invalid (expected >= 0)");
   }
 }
@@ -318,26 +305,25 @@ inline std::vector<float> take(const std::vector<float>& v, std::span<const inde
 }
 
 /// The number of channels a fraction removes: round_half_even(fraction · channels),
-/// the product in double (2.5 → 2, 3.5 → 4). Throws config_error unless
-/// 0 <= fraction <= 1 (NaN rejected). The result may equal `channels`; the selection
-/// and removal functions refuse that.
+/// the product in double (2.5 → 2, 3.5 → 4), as every qprune fraction-to-count.
+/// Throws config_error unless 0 <= fraction <= 1 (NaN rejected). The result may equal
+/// `channels`; the selection and removal functions refuse that.
 [[nodiscard]] inline index_t channels_to_remove(index_t channels, double fraction) {
   if (!(fraction >= 0.0 && fraction <= 1.0)) {
-    throw config_error("channels_to_remove: amount " + detail::structured::format_number(fraction) +
+    throw config_error("channels_to_remove: amount " + detail::format_number(fraction) +
                        " is invalid (expected a fraction in [0, 1]; pass channel_count{k} for a count)");
   }
-  const double x = quant::round_to_integral(fraction * static_cast<double>(channels),
-                                            quant::rounding::half_to_even);
-  if (!(x > 0.0)) return 0;
-  if (x >= static_cast<double>(channels)) return channels;
-  return static_cast<index_t>(x);
+  return detail::fraction_count(fraction, channels);
 }
 
-/// The `count.value` channels with the lowest scores, as increasing indices.
-/// Tie rule: among equal scores the LOWER index is removed first; NaN scores rank
-/// above every number (removed last). count 0 returns an empty list.
+/// The `count.value` channels with the lowest scores, as increasing indices, ranked by
+/// prune_lowest (qprune's one tie rule): among equal scores the HIGHER index is removed
+/// first (the lower kept), as in magnitude_mask, n_m_mask, wanda_mask and
+/// pytorch::ln_structured; NaN scores rank above every number (removed last).
+/// count 0 returns an empty list.
 /// Throws config_error if count < 0 or count > channels, and
 /// "cannot remove all N output channels" if count == channels > 0.
+/// Complexity: O(channels) average.
 [[nodiscard]] inline std::vector<index_t> select_channels_to_remove(std::span<const double> scores,
                                                                     channel_count count) {
   const auto n = static_cast<index_t>(scores.size());
@@ -349,20 +335,14 @@ inline std::vector<float> take(const std::vector<float>& v, std::span<const inde
     throw config_error("select_channels_to_remove: cannot remove all " + std::to_string(n) +
                        " output channels (expected a count below " + std::to_string(n) + ")");
   }
-  std::vector<index_t> idx(static_cast<std::size_t>(n));
-  std::iota(idx.begin(), idx.end(), index_t{0});
-  const auto removed_before = [&](index_t a, index_t b) {
-    const double sa = scores[static_cast<std::size_t>(a)];
-    const double sb = scores[static_cast<std::size_t>(b)];
-    if (detail::structured::score_less(sa, sb)) return true;
-    if (detail::structured::score_less(sb, sa)) return false;
-    return a < b;
-  };
-  const auto k = static_cast<std::ptrdiff_t>(count.value);
-  std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), removed_before);
-  idx.resize(static_cast<std::size_t>(count.value));
-  std::sort(idx.begin(), idx.end());
-  return idx;
+  std::vector<std::uint8_t> keep(scores.size(), 1);
+  prune_lowest(scores, count.value, keep);
+  std::vector<index_t> removed;
+  removed.reserve(static_cast<std::size_t>(count.value));
+  for (index_t c = 0; c < n; ++c) {
+    if (keep[static_cast<std::size_t>(c)] == 0) removed.push_back(c);
+  }
+  return removed;
 }
 
 /// The round_half_even(fraction · channels) lowest-scored channels (channels_to_remove),
@@ -392,13 +372,14 @@ inline std::vector<float> take(const std::vector<float>& v, std::span<const inde
   return out;
 }
 
-/// The 0/1 mask of structured pruning before physical removal: a [channels, row_size]
-/// byte tensor whose row c is all 1 if c is in `keep` and all 0 otherwise.
-/// Throws config_error for an invalid `keep` (check as in remove_output_channels).
-[[nodiscard]] inline tensor<std::uint8_t, 2> output_channel_mask(index_t channels, index_t row_size,
-                                                                 std::span<const index_t> keep) {
+/// The mask of structured pruning before physical removal: a prune::mask
+/// [channels, row_size] whose row c is all 1 (kept) if c is in `keep` and all 0 otherwise.
+/// Throws config_error for an invalid `keep` (check as in remove_output_channels),
+/// shape_error for a negative extent.
+[[nodiscard]] inline mask output_channel_mask(index_t channels, index_t row_size,
+                                              std::span<const index_t> keep) {
   detail::structured::check_keep(keep, channels, "output_channel_mask", "output");
-  tensor<std::uint8_t, 2> m(channels, row_size);
+  mask m(extents<2>(channels, row_size), false);
   for (index_t c : keep) {
     for (index_t j = 0; j < row_size; ++j) m(c, j) = 1;
   }
@@ -406,16 +387,49 @@ inline std::vector<float> take(const std::vector<float>& v, std::span<const inde
 }
 
 /// output_channel_mask of a Dense weight: [out_features, in_features].
-[[nodiscard]] inline tensor<std::uint8_t, 2> output_channel_mask(const dense_params& p,
-                                                                 std::span<const index_t> keep) {
+[[nodiscard]] inline mask output_channel_mask(const dense_params& p, std::span<const index_t> keep) {
   return output_channel_mask(p.out_features(), p.in_features(), keep);
 }
 
 /// output_channel_mask of conv filters viewed as [out, kh·kw·in].
-[[nodiscard]] inline tensor<std::uint8_t, 2> output_channel_mask(const conv2d_params& p,
-                                                                 std::span<const index_t> keep) {
+[[nodiscard]] inline mask output_channel_mask(const conv2d_params& p, std::span<const index_t> keep) {
   return output_channel_mask(p.out_channels(), p.kernel_h() * p.kernel_w() * p.in_channels(), keep);
 }
+
+/// Structured channel pruning as a pruner policy (the masked-network view; physical
+/// removal is remove_output_channels with the kept rows of this mask). For a [out, rest]
+/// weight (Dense [out, in]; conv filters viewed as [out, kh·kw·in]):
+///   scores  = channel_scores(w, criterion)
+///   removed = select_channels_to_remove(scores, double(sparsity))   (exact count,
+///             round_half_even(sparsity · out), the higher index first among ties)
+///   mask    = output_channel_mask(out, rest, complement)           (whole rows)
+/// The sparsity is the fraction of output channels removed, which is also the fraction
+/// of zeros in the mask; it is a run-time value (sparsity_pruner). A weight with 0 rows
+/// gives an empty mask. sparsity() / set_sparsity(s) come from sparsity_target.
+class channel_pruner : public sparsity_target {
+ public:
+  using mask_type = mask;
+
+  /// Throws config_error unless 0 <= sparsity <= 1.
+  channel_pruner(channel_criterion criterion, float sparsity)
+      : sparsity_target(sparsity), criterion_(criterion) {}
+
+  channel_criterion criterion() const noexcept { return criterion_; }
+  /// Throws config_error "cannot remove all N output channels" when the sparsity rounds
+  /// to every channel (physical removal would leave an empty layer).
+  [[nodiscard]] mask compute_mask(tensor_view<const float, 2, layout_stride> w) const {
+    const index_t out = w.extent(0);
+    if (out == 0) return mask(w.extents());
+    const auto removed =
+        select_channels_to_remove(channel_scores(w, criterion_), static_cast<double>(sparsity()));
+    return output_channel_mask(out, w.extent(1), complement_channels(out, removed));
+  }
+
+ private:
+  channel_criterion criterion_;
+};
+
+static_assert(sparsity_pruner<channel_pruner>);
 
 // ---------------------------------------------------------------------------
 // Physical removal: the producer

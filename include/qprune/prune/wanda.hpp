@@ -1,31 +1,31 @@
 // Wanda (Sun et al. 2023, "A Simple and Effective Pruning Approach for LLMs"):
 // one-shot, activation-aware pruning. Calibration batches give each input column's
 // mean squared activation; a weight's score is |W_ij|·‖X_j‖₂, and the lowest scores are
-// pruned within each output row (unstructured) or within each group of M (N:M).
-// Semantics and differences from the reference code: doc/pruning.md, "Wanda".
+// pruned within each output row (unstructured) or within each group of M (N:M), with the
+// ranking kernels every qprune pruner shares (prune_lowest, n_m_mask_from_scores).
+// Policies `wanda` and `wanda_n_m`. Semantics and differences from the reference code:
+// doc/pruning.md, "Wanda".
 #pragma once
 
 #include <algorithm>
 #include <cmath>
 #include <concepts>
 #include <cstdint>
-#include <cstdio>
-#include <numeric>
 #include <span>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
-#include "qprune/core/config.hpp"
 #include "qprune/core/error.hpp"
 #include "qprune/core/tensor.hpp"
 #include "qprune/core/tensor_view.hpp"
-#include "qprune/quant/rounding.hpp"
+#include "qprune/prune/concepts.hpp"
+#include "qprune/prune/magnitude.hpp"
+#include "qprune/prune/mask.hpp"
+#include "qprune/prune/n_m.hpp"
 
 namespace qprune::prune {
-
-/// Largest N:M group size wanda_n_m_mask supports.
-inline constexpr index_t wanda_max_group = 64;
 
 /// Wanda's calibration statistic for one layer with `in_features` inputs: per input
 /// column j, the running mean over all rows seen of x_j²,
@@ -104,47 +104,30 @@ class wanda_calibrator {
   index_t samples_ = 0;
 };
 
-namespace detail::wanda {
+namespace detail {
 
-inline std::string format_number(double x) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.9g", x);
-  return buf;
-}
-
-/// The order of every qprune unstructured ranking (the same as magnitude.hpp's and
-/// n_m.hpp's): i ranks below j when its score is lower, NaN ranks above every number,
-/// and among equal scores the higher index ranks lower (is pruned first).
-struct rank_below {
-  const double* s;
-  bool operator()(index_t i, index_t j) const noexcept {
-    const double a = s[i];
-    const double b = s[j];
-    const bool a_nan = a != a;
-    const bool b_nan = b != b;
-    if (a_nan != b_nan) return b_nan;
-    if (!a_nan && a != b) return a < b;
-    return i > j;
-  }
-};
-
-/// Checks w against the calibrator and that it has seen data.
-inline void check_inputs(const tensor_view<const float, 2, layout_stride>& w, const wanda_calibrator& cal,
-                         const char* fn) {
-  if (w.extent(1) != cal.in_features()) {
-    throw shape_error(std::string(fn) + ": the weight has " + std::to_string(w.extent(1)) +
-                      " input columns but the calibrator has " + std::to_string(cal.in_features()) +
-                      " (expected equal counts)");
-  }
-  if (cal.samples() == 0 && w.extent(1) > 0) {
+/// Throws config_error if `cal` has in_features > 0 and has seen no rows.
+inline void check_wanda_calibrated(const wanda_calibrator& cal, const char* fn) {
+  if (cal.samples() == 0 && cal.in_features() > 0) {
     throw config_error(std::string(fn) +
                        ": the calibrator has seen no activations (expected at least one batch with rows)");
   }
 }
 
+/// Checks w against the calibrator and that it has seen data.
+inline void check_wanda_inputs(const tensor_view<const float, 2, layout_stride>& w,
+                               const wanda_calibrator& cal, const char* fn) {
+  if (w.extent(1) != cal.in_features()) {
+    throw shape_error(std::string(fn) + ": the weight has " + std::to_string(w.extent(1)) +
+                      " input columns but the calibrator has " + std::to_string(cal.in_features()) +
+                      " (expected equal counts)");
+  }
+  check_wanda_calibrated(cal, fn);
+}
+
 /// S_ij = |W_ij| · sqrt(scaler_j), in double.
-inline tensor<double, 2> scores(const tensor_view<const float, 2, layout_stride>& w,
-                                const wanda_calibrator& cal) {
+inline tensor<double, 2> wanda_score_matrix(const tensor_view<const float, 2, layout_stride>& w,
+                                            const wanda_calibrator& cal) {
   const auto rms = cal.column_rms();
   tensor<double, 2> s(w.extent(0), w.extent(1));
   for (index_t i = 0; i < w.extent(0); ++i)
@@ -153,17 +136,7 @@ inline tensor<double, 2> scores(const tensor_view<const float, 2, layout_stride>
   return s;
 }
 
-/// Prunes the k lowest-ranked of s[0..len) (rank_below) by zeroing keep[idx].
-inline void prune_lowest(const double* s, index_t len, index_t k, std::uint8_t* keep,
-                         std::vector<index_t>& idx) {
-  if (k <= 0) return;
-  idx.resize(static_cast<std::size_t>(len));
-  std::iota(idx.begin(), idx.end(), index_t{0});
-  if (k < len) std::nth_element(idx.begin(), idx.begin() + k, idx.end(), rank_below{s});
-  for (index_t t = 0; t < k; ++t) keep[idx[static_cast<std::size_t>(t)]] = 0;
-}
-
-}  // namespace detail::wanda
+}  // namespace detail
 
 /// Wanda's scores S_ij = |W_ij| · sqrt(scaler_j) of a [out, in] weight (in double):
 /// |W_ij|·‖X_j‖₂ divided by the common factor sqrt(n), which no ranking sees.
@@ -171,102 +144,136 @@ inline void prune_lowest(const double* s, index_t len, index_t k, std::uint8_t* 
 /// calibrator has seen no rows.
 [[nodiscard]] inline tensor<double, 2> wanda_scores(tensor_view<const float, 2, layout_stride> w,
                                                     const wanda_calibrator& cal) {
-  detail::wanda::check_inputs(w, cal, "wanda_scores");
-  return detail::wanda::scores(w, cal);
+  detail::check_wanda_inputs(w, cal, "wanda_scores");
+  return detail::wanda_score_matrix(w, cal);
 }
 
-/// Wanda's unstructured mask ([out, in] bytes, 1 = keep, 0 = prune): in every output row
-/// the k = round_half_even(sparsity · in) weights of lowest S_ij are pruned (product
-/// in double; 0.25·10 = 2.5 → 2), so every row has exactly in − k ones.
-/// Ties: among equal scores the higher column is pruned first (the lower kept), the
-/// rule of magnitude_mask and n_m_mask; NaN scores rank above every number.
+/// Wanda's unstructured mask (a prune::mask [out, in], 1 = keep, 0 = prune): in every
+/// output row the k = round_half_even(sparsity · in) weights of lowest S_ij are pruned
+/// (product in double; 0.25·10 = 2.5 → 2), so every row has exactly in − k ones.
+/// Ranking: prune_lowest on each row's double scores — among equal scores the higher
+/// column is pruned first (the lower kept), NaN scores rank above every number: the
+/// rule of magnitude_mask, score_mask and n_m_mask.
 /// Difference from Wanda's code: it prunes int(sparsity · in) per row (truncation) and
 /// breaks ties by a stable ascending sort (the lower column pruned first).
 /// Throws config_error unless 0 <= sparsity <= 1, and as wanda_scores.
-[[nodiscard]] inline tensor<std::uint8_t, 2> wanda_mask(tensor_view<const float, 2, layout_stride> w,
-                                                        const wanda_calibrator& cal, double sparsity) {
-  if (!(sparsity >= 0.0 && sparsity <= 1.0)) {
-    throw config_error("wanda_mask: sparsity " + detail::wanda::format_number(sparsity) +
-                       " is invalid (expected a fraction of zeros in [0, 1])");
-  }
-  detail::wanda::check_inputs(w, cal, "wanda_mask");
+[[nodiscard]] inline mask wanda_mask(tensor_view<const float, 2, layout_stride> w,
+                                     const wanda_calibrator& cal, double sparsity) {
+  check_sparsity(sparsity, "wanda_mask: sparsity");
+  detail::check_wanda_inputs(w, cal, "wanda_mask");
   const index_t rows = w.extent(0);
   const index_t cols = w.extent(1);
-  tensor<std::uint8_t, 2> keep(extents<2>(rows, cols), std::uint8_t{1});
-  const double x = quant::round_to_integral(sparsity * static_cast<double>(cols),
-                                            quant::rounding::half_to_even);
-  const index_t k = x > 0.0 ? std::min(cols, static_cast<index_t>(x)) : 0;
+  mask keep(w.extents());
+  const index_t k = detail::fraction_count(sparsity, cols);
   if (k == 0) return keep;
-  const auto s = detail::wanda::scores(w, cal);
-  std::vector<index_t> idx;
+  const auto s = detail::wanda_score_matrix(w, cal);
+  const auto len = static_cast<std::size_t>(cols);
   for (index_t r = 0; r < rows; ++r) {
-    detail::wanda::prune_lowest(s.data() + r * cols, cols, k, keep.data() + r * cols, idx);
+    const auto off = static_cast<std::size_t>(r) * len;
+    prune_lowest(s.span().subspan(off, len), k, keep.span().subspan(off, len));
   }
   return keep;
 }
 
-/// Wanda's N:M mask: in every group of m consecutive columns of a row (columns
-/// [g·m, g·m + m)) the n of highest S_ij are kept, the others pruned. A last group
-/// shorter than m (L = in mod m) keeps min(n, L). Ties and NaN as wanda_mask.
-/// Convention: n is the number KEPT (NVIDIA's 2:4 keeps 2 of 4, as n_m_mask). Wanda's
-/// code reads "n:m" as n PRUNED (topk(largest=False, n)); the two agree when n = m/2
-/// (2:4, 4:8).
-/// Throws config_error unless 0 < n < m <= 64, and as wanda_scores.
-[[nodiscard]] inline tensor<std::uint8_t, 2> wanda_n_m_mask(tensor_view<const float, 2, layout_stride> w,
-                                                            const wanda_calibrator& cal, index_t n,
-                                                            index_t m) {
-  if (!(m >= 2 && m <= wanda_max_group && n >= 1 && n < m)) {
-    throw config_error("wanda_n_m_mask: N:M pattern " + std::to_string(n) + ":" + std::to_string(m) +
-                       " is invalid (expected 0 < N < M <= " + std::to_string(wanda_max_group) +
-                       "; N is the number of weights kept in every M consecutive ones)");
-  }
-  detail::wanda::check_inputs(w, cal, "wanda_n_m_mask");
-  const index_t rows = w.extent(0);
-  const index_t cols = w.extent(1);
-  tensor<std::uint8_t, 2> keep(extents<2>(rows, cols), std::uint8_t{1});
-  const auto s = detail::wanda::scores(w, cal);
-  std::vector<index_t> idx;
-  for (index_t r = 0; r < rows; ++r) {
-    for (index_t c0 = 0; c0 < cols; c0 += m) {
-      const index_t len = std::min(m, cols - c0);
-      detail::wanda::prune_lowest(s.data() + r * cols + c0, len, len - std::min(n, len),
-                                  keep.data() + r * cols + c0, idx);
-    }
-  }
-  return keep;
+/// Wanda's N:M mask: n_m_mask_from_scores on S — in every group of m consecutive
+/// columns of a row (columns [g·m, g·m + m)) the n of highest S_ij are kept, the others
+/// pruned. A last group shorter than m (L = in mod m) keeps min(n, L). Ties and NaN as
+/// wanda_mask. Convention: n is the number KEPT (NVIDIA's 2:4 keeps 2 of 4, as
+/// n_m_mask). Wanda's code reads "n:m" as n PRUNED (topk(largest=False, n)); the two
+/// agree when n = m/2 (2:4, 4:8).
+/// Throws config_error unless 0 < n < m <= max_n_m_group (64), and as wanda_scores.
+[[nodiscard]] inline mask wanda_n_m_mask(tensor_view<const float, 2, layout_stride> w,
+                                         const wanda_calibrator& cal, index_t n, index_t m) {
+  check_n_m(n, m);
+  detail::check_wanda_inputs(w, cal, "wanda_n_m_mask");
+  return n_m_mask_from_scores(detail::wanda_score_matrix(w, cal).cview(), n, m);
 }
+
+namespace detail {
+
+/// A weight argument of the wanda functions: any 2-D float view, or an owning tensor.
+template <class W>
+concept wanda_weight = requires(const W& w) { tensor_view<const float, 2, layout_stride>(w); } ||
+                       std::same_as<W, tensor<float, 2>>;
+
+/// The weight as a read-only strided view.
+template <wanda_weight W>
+tensor_view<const float, 2, layout_stride> wanda_view(const W& w) noexcept {
+  if constexpr (std::same_as<W, tensor<float, 2>>) {
+    return tensor_view<const float, 2, layout_stride>(w.cview());
+  } else {
+    return tensor_view<const float, 2, layout_stride>(w);
+  }
+}
+
+}  // namespace detail
 
 /// wanda_scores / wanda_mask / wanda_n_m_mask for any float view or an owning tensor.
-template <class W>
-  requires requires(const W& w) { tensor_view<const float, 2, layout_stride>(w); } ||
-           std::same_as<W, tensor<float, 2>>
+template <detail::wanda_weight W>
 [[nodiscard]] tensor<double, 2> wanda_scores(const W& w, const wanda_calibrator& cal) {
-  if constexpr (std::same_as<W, tensor<float, 2>>) {
-    return wanda_scores(tensor_view<const float, 2, layout_stride>(w.cview()), cal);
-  } else {
-    return wanda_scores(tensor_view<const float, 2, layout_stride>(w), cal);
-  }
+  return wanda_scores(detail::wanda_view(w), cal);
 }
-template <class W>
-  requires requires(const W& w) { tensor_view<const float, 2, layout_stride>(w); } ||
-           std::same_as<W, tensor<float, 2>>
-[[nodiscard]] tensor<std::uint8_t, 2> wanda_mask(const W& w, const wanda_calibrator& cal, double sparsity) {
-  if constexpr (std::same_as<W, tensor<float, 2>>) {
-    return wanda_mask(tensor_view<const float, 2, layout_stride>(w.cview()), cal, sparsity);
-  } else {
-    return wanda_mask(tensor_view<const float, 2, layout_stride>(w), cal, sparsity);
-  }
+template <detail::wanda_weight W>
+[[nodiscard]] mask wanda_mask(const W& w, const wanda_calibrator& cal, double sparsity) {
+  return wanda_mask(detail::wanda_view(w), cal, sparsity);
 }
-template <class W>
-  requires requires(const W& w) { tensor_view<const float, 2, layout_stride>(w); } ||
-           std::same_as<W, tensor<float, 2>>
-[[nodiscard]] tensor<std::uint8_t, 2> wanda_n_m_mask(const W& w, const wanda_calibrator& cal, index_t n,
-                                                     index_t m) {
-  if constexpr (std::same_as<W, tensor<float, 2>>) {
-    return wanda_n_m_mask(tensor_view<const float, 2, layout_stride>(w.cview()), cal, n, m);
-  } else {
-    return wanda_n_m_mask(tensor_view<const float, 2, layout_stride>(w), cal, n, m);
-  }
+template <detail::wanda_weight W>
+[[nodiscard]] mask wanda_n_m_mask(const W& w, const wanda_calibrator& cal, index_t n, index_t m) {
+  return wanda_n_m_mask(detail::wanda_view(w), cal, n, m);
 }
+
+/// Wanda as a pruner policy: holds the calibration statistics of one layer and a target
+/// sparsity; compute_mask(w) = wanda_mask(w, calibrator(), sparsity()) (per-row exact k).
+/// The sparsity is a run-time value (sparsity_target, so a sparsity_pruner): a schedule
+/// may raise it. Lifetime: owns a copy of the calibrator; later batches added to the
+/// original do not reach the policy (build it after calibration).
+class wanda : public sparsity_target {
+ public:
+  using mask_type = mask;
+
+  /// Throws config_error unless 0 <= sparsity <= 1, or if the calibrator has seen no
+  /// rows while in_features > 0.
+  wanda(wanda_calibrator cal, float sparsity) : sparsity_target(sparsity), cal_(std::move(cal)) {
+    detail::check_wanda_calibrated(cal_, "wanda");
+  }
+
+  const wanda_calibrator& calibrator() const noexcept { return cal_; }
+  /// wanda_mask(w, calibrator(), sparsity()); the sparsity widened to double exactly.
+  /// Throws shape_error if w.extent(1) != calibrator().in_features().
+  [[nodiscard]] mask compute_mask(tensor_view<const float, 2, layout_stride> w) const {
+    return wanda_mask(w, cal_, static_cast<double>(sparsity()));
+  }
+
+ private:
+  wanda_calibrator cal_;
+};
+
+/// Wanda N:M as a pruner policy: compute_mask(w) = wanda_n_m_mask(w, calibrator(), n, m).
+/// The pattern is an `n_m` policy (its n(), m() and sparsity() = 1 − n/m); the sparsity
+/// is fixed by it, so there is no set_sparsity. Lifetime as `wanda`.
+class wanda_n_m {
+ public:
+  using mask_type = mask;
+
+  /// Throws config_error unless 0 < n < m <= 64, or if the calibrator has seen no
+  /// rows while in_features > 0.
+  wanda_n_m(wanda_calibrator cal, index_t n, index_t m) : cal_(std::move(cal)), pattern_(n, m) {
+    detail::check_wanda_calibrated(cal_, "wanda_n_m");
+  }
+
+  const wanda_calibrator& calibrator() const noexcept { return cal_; }
+  /// The N:M pattern (n kept in every m).
+  const n_m& pattern() const noexcept { return pattern_; }
+  /// Throws shape_error if w.extent(1) != calibrator().in_features().
+  [[nodiscard]] mask compute_mask(tensor_view<const float, 2, layout_stride> w) const {
+    return wanda_n_m_mask(w, cal_, pattern_.n(), pattern_.m());
+  }
+
+ private:
+  wanda_calibrator cal_;
+  n_m pattern_;
+};
+
+static_assert(sparsity_pruner<wanda> && pruner<wanda_n_m> && !sparsity_pruner<wanda_n_m>);
 
 }  // namespace qprune::prune

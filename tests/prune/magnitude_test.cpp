@@ -19,9 +19,13 @@
 
 #include "qprune/prune/schedule.hpp"
 #include "support/data.hpp"
+#include "support/json.hpp"
 #include "support/random.hpp"
 
 namespace {
+
+using qprune::test::load_json;
+using qprune::test::floats;
 
 using qprune::extents;
 using qprune::index_t;
@@ -258,11 +262,6 @@ TEST(Magnitude, GlobalUsesOneThresholdAcrossTensors) {
 
 // ---------------------------------------------------------------- PyTorch vectors
 
-json load_json(const std::string& rel) {
-  std::ifstream f(qprune::test::data_path(rel));
-  if (!f) throw std::runtime_error("cannot open " + qprune::test::data_path(rel));
-  return json::parse(f);
-}
 const json& torch_vectors() {
   static const json j = load_json("prune/torch_prune.json");
   return j;
@@ -272,11 +271,6 @@ const json& container_vectors() {
   return j;
 }
 
-std::vector<float> floats(const json& a) {
-  std::vector<float> v;
-  for (const auto& x : a) v.push_back(std::bit_cast<float>(x.get<std::uint32_t>()));
-  return v;
-}
 bytes mask_bytes(const json& a) {
   bytes v;
   for (const auto& x : a) v.push_back(static_cast<std::uint8_t>(x.get<int>()));

@@ -20,9 +20,15 @@
 #include <nlohmann/json.hpp>
 
 #include "support/data.hpp"
+#include "support/json.hpp"
 #include "support/random.hpp"
 
 namespace {
+
+using qprune::test::load_json;
+using qprune::test::floats;
+using qprune::test::f64;
+using qprune::test::bits;
 
 using nlohmann::json;
 using qprune::config_error;
@@ -45,22 +51,9 @@ using quant::weight_granularity;
 constexpr float kInf = std::numeric_limits<float>::infinity();
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 
-json load_json(const std::string& rel) {
-  std::ifstream f(qprune::test::data_path(rel));
-  if (!f) throw std::runtime_error("cannot open " + qprune::test::data_path(rel));
-  return json::parse(f);
-}
 
-std::vector<float> floats_from_bits(const json& a) {
-  std::vector<float> v;
-  v.reserve(a.size());
-  for (const auto& b : a) v.push_back(std::bit_cast<float>(b.get<std::uint32_t>()));
-  return v;
-}
 
-double double_from_bits(const json& b) { return std::bit_cast<double>(b.get<std::uint64_t>()); }
 
-std::uint32_t bits(float f) { return std::bit_cast<std::uint32_t>(f); }
 
 /// Distance in units in the last place between two finite floats of any sign.
 std::int64_t ulp_distance(float a, float b) {
@@ -256,23 +249,23 @@ TEST(DynamicLinearPyTorch, ChooseQparamsDynamicJsonBitExact) {
     c.label = c.engine + " " + e.at("weight_qscheme").get<std::string>();
     c.n = e.at("out_features").get<index_t>();
     c.k = e.at("in_features").get<index_t>();
-    c.weight = floats_from_bits(e.at("weight_float_bits"));
-    c.bias = floats_from_bits(e.at("bias_bits"));
+    c.weight = floats(e.at("weight_float_bits"));
+    c.bias = floats(e.at("bias_bits"));
     c.codes = e.at("weight_int_repr").get<std::vector<int>>();
     for (index_t i = 0; i < c.n; ++i) {
       c.scales.push_back(c.per_channel
-                             ? double_from_bits(e.at("weight_scales_bits64").at(static_cast<std::size_t>(i)))
-                             : double_from_bits(e.at("weight_scale_bits64")));
+                             ? f64(e.at("weight_scales_bits64").at(static_cast<std::size_t>(i)))
+                             : f64(e.at("weight_scale_bits64")));
     }
     const bool rr = e.at("effective_input_reduce_range").get<bool>();
     EXPECT_EQ(rr, c.engine != "qnnpack");
     for (const auto& r : e.at("runs")) {
       torch_run run;
-      run.x = floats_from_bits(r.at("x_bits"));
+      run.x = floats(r.at("x_bits"));
       run.rows = r.at("x_shape").at(0).get<index_t>();
-      run.y = floats_from_bits(r.at("y_bits"));
+      run.y = floats(r.at("y_bits"));
       const json& q = r.at(rr ? "input_qparams_reduce_range_true" : "input_qparams_reduce_range_false");
-      run.scale = double_from_bits(q.at("scale_bits64"));
+      run.scale = f64(q.at("scale_bits64"));
       run.zero_point = q.at("zero_point").get<std::int32_t>();
       c.runs.push_back(std::move(run));
     }
@@ -294,17 +287,17 @@ TEST(DynamicLinearPyTorch, DynamicTorchJsonBitExact) {
               e.at("weight_qscheme").get<std::string>();
     c.n = e.at("out_features").get<index_t>();
     c.k = e.at("in_features").get<index_t>();
-    c.weight = floats_from_bits(e.at("weight_bits"));
-    c.bias = floats_from_bits(e.at("bias_bits"));
+    c.weight = floats(e.at("weight_bits"));
+    c.bias = floats(e.at("bias_bits"));
     c.codes = e.at("weight_int_repr").get<std::vector<int>>();
-    for (const auto& s : e.at("weight_scales_bits64")) c.scales.push_back(double_from_bits(s));
+    for (const auto& s : e.at("weight_scales_bits64")) c.scales.push_back(f64(s));
     EXPECT_EQ(e.at("effective_input_reduce_range").get<bool>(), c.engine != "qnnpack");
     for (const auto& r : e.at("runs")) {
       torch_run run;
-      run.x = floats_from_bits(r.at("x_bits"));
+      run.x = floats(r.at("x_bits"));
       run.rows = r.at("x_shape").at(0).get<index_t>();
-      run.y = floats_from_bits(r.at("y_bits"));
-      run.scale = double_from_bits(r.at("input_scale_bits64"));
+      run.y = floats(r.at("y_bits"));
+      run.scale = f64(r.at("input_scale_bits64"));
       run.zero_point = r.at("input_zero_point").get<std::int32_t>();
       c.runs.push_back(std::move(run));
     }

@@ -21,9 +21,14 @@
 #include <vector>
 
 #include "support/data.hpp"
+#include "support/json.hpp"
 #include "support/random.hpp"
 
 namespace {
+
+using qprune::test::load_json;
+using qprune::test::floats;
+using qprune::test::bits;
 
 using nlohmann::json;
 using qprune::config_error;
@@ -43,24 +48,13 @@ using quant::qrange;
 constexpr float kInf = std::numeric_limits<float>::infinity();
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 
-std::uint32_t bits(float v) { return std::bit_cast<std::uint32_t>(v); }
 float from_bits(std::uint32_t b) { return std::bit_cast<float>(b); }
 
 const json& torch_vectors() {
-  static const json j = [] {
-    std::ifstream f(qprune::test::data_path("quant/fake_quant.json"));
-    if (!f) throw std::runtime_error("cannot open quant/fake_quant.json");
-    return json::parse(f);
-  }();
+  static const json j = load_json("quant/fake_quant.json");
   return j;
 }
 
-std::vector<float> floats(const json& a) {
-  std::vector<float> v;
-  v.reserve(a.size());
-  for (const auto& b : a) v.push_back(from_bits(b.get<std::uint32_t>()));
-  return v;
-}
 
 std::vector<std::uint32_t> uints(const json& a) {
   std::vector<std::uint32_t> v;

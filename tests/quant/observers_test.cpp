@@ -20,9 +20,15 @@
 #include <nlohmann/json.hpp>
 
 #include "support/data.hpp"
+#include "support/json.hpp"
 #include "support/random.hpp"
 
 namespace {
+
+using qprune::test::load_json;
+using qprune::test::floats;
+using qprune::test::f32;
+using qprune::test::bits;
 
 namespace quant = qprune::quant;
 namespace pytorch = qprune::quant::pytorch;
@@ -33,21 +39,8 @@ using quant::dtype;
 using quant::qrange;
 using json = nlohmann::json;
 
-json load(const std::string& rel) {
-  std::ifstream f(qprune::test::data_path(rel));
-  if (!f) throw std::runtime_error("cannot open " + rel);
-  return json::parse(f);
-}
 
-float f32(const json& v) { return std::bit_cast<float>(v.get<std::uint32_t>()); }
-std::uint32_t bits(float v) { return std::bit_cast<std::uint32_t>(v); }
 
-std::vector<float> floats(const json& a) {
-  std::vector<float> v;
-  v.reserve(a.size());
-  for (const json& x : a) v.push_back(f32(x));
-  return v;
-}
 
 std::vector<index_t> shape_of(const json& s) {
   std::vector<index_t> v;
@@ -107,7 +100,7 @@ void expect_params(const std::vector<float>& scales, const std::vector<std::int3
 // ---------------------------------------------------------------------------
 
 TEST(TorchObservers, EveryCaseBitExact) {
-  const json d = load("quant/observers.json");
+  const json d = load_json("quant/observers.json");
   int counts[5] = {};
   for (const json& c : d["cases"]) {
     const std::string kind = c["observer"];
@@ -189,7 +182,7 @@ TEST(TorchObservers, EveryCaseBitExact) {
 
 TEST(TorchObservers, SumAndCumsumOrder) {
   namespace oi = quant::detail::observers_impl;
-  const json d = load("quant/observers_torch.json");
+  const json d = load_json("quant/observers_torch.json");
   for (const json& c : d["torch_sum"]) {
     SCOPED_TRACE("n = " + std::to_string(c["n"].get<int>()));
     EXPECT_EQ(bits(oi::torch_cascade::sum(floats(c["x_bits"]))), c["sum_bits"].get<std::uint32_t>());
@@ -201,7 +194,7 @@ TEST(TorchObservers, SumAndCumsumOrder) {
 }
 
 TEST(TorchObservers, ExtraHistogramCasesBitExact) {
-  const json d = load("quant/observers_torch.json");
+  const json d = load_json("quant/observers_torch.json");
   int n = 0;
   for (const json& c : d["histogram"]) {
     SCOPED_TRACE(c["name"].get<std::string>());
@@ -270,7 +263,7 @@ void check_ort_common(const Cal& cal, const json& c) {
 }
 
 TEST(OrtCalibrators, EveryCaseBitExact) {
-  const json d = load("quant/ort_calib.json");
+  const json d = load_json("quant/ort_calib.json");
   int n_pct = 0;
   int n_ent = 0;
   for (const json& c : d["cases"]) {

@@ -17,9 +17,14 @@
 #include <nlohmann/json.hpp>
 
 #include "support/data.hpp"
+#include "support/json.hpp"
 #include "support/random.hpp"
 
 namespace {
+
+using qprune::test::load_json;
+using qprune::test::f32;
+using qprune::test::bits;
 
 namespace quant = qprune::quant;
 namespace pytorch = qprune::quant::pytorch;
@@ -28,14 +33,7 @@ using quant::dtype;
 using quant::qrange;
 using json = nlohmann::json;
 
-json load(const std::string& rel) {
-  std::ifstream f(qprune::test::data_path(rel));
-  if (!f) throw std::runtime_error("cannot open " + rel);
-  return json::parse(f);
-}
 
-float f32(const json& v) { return std::bit_cast<float>(v.get<std::uint32_t>()); }
-std::uint32_t bits(float v) { return std::bit_cast<std::uint32_t>(v); }
 
 /// observer_config from an observers.json `kwargs` object (absent = torch default).
 pytorch::observer_config config_from(const json& c) {
@@ -63,7 +61,7 @@ pytorch::observer_config config_from(const json& c) {
 // ---------------------------------------------------------------------------
 
 TEST(PytorchCalculateQparams, EveryObserverCaseFromStoredMinMax) {
-  const json d = load("quant/observers.json");
+  const json d = load_json("quant/observers.json");
   int checked = 0;
   for (const json& c : d["cases"]) {
     SCOPED_TRACE(c["name"].get<std::string>());
@@ -138,7 +136,7 @@ TEST(PytorchCalculateQparams, EffectiveRanges) {
 // ---------------------------------------------------------------------------
 
 TEST(PytorchChooseQuantizationParams, EveryTorchCase) {
-  const json d = load("quant/choose_qparams_dynamic.json");
+  const json d = load_json("quant/choose_qparams_dynamic.json");
   int n = 0;
   for (const json& c : d["choose_qparams"]) {
     SCOPED_TRACE(c["name"].get<std::string>() + " engine " + c["engine"].get<std::string>() +
@@ -193,7 +191,7 @@ dtype ort_type(const std::string& s) {
 }
 
 TEST(OrtComputeScaleZp, EveryNumpyCase) {
-  const json d = load("quant/ort_qparams.json");
+  const json d = load_json("quant/ort_qparams.json");
   int n = 0;
   for (const json& c : d["cases"]) {
     SCOPED_TRACE(c["name"].get<std::string>());

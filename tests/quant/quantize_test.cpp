@@ -18,9 +18,13 @@
 #include <nlohmann/json.hpp>
 
 #include "support/data.hpp"
+#include "support/json.hpp"
 #include "support/random.hpp"
 
 namespace {
+
+using qprune::test::load_json;
+using qprune::test::floats;
 
 using nlohmann::json;
 using qprune::config_error;
@@ -38,18 +42,7 @@ using quant::rounding;
 constexpr float kInf = std::numeric_limits<float>::infinity();
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 
-json load_json(const std::string& rel) {
-  std::ifstream f(qprune::test::data_path(rel));
-  if (!f) throw std::runtime_error("cannot open " + qprune::test::data_path(rel));
-  return json::parse(f);
-}
 
-std::vector<float> floats_from_bits(const json& a) {
-  std::vector<float> v;
-  v.reserve(a.size());
-  for (const auto& b : a) v.push_back(std::bit_cast<float>(b.get<std::uint32_t>()));
-  return v;
-}
 
 template <class T, std::size_t R>
 tensor_view<const float, R> cview(const std::vector<float>& v, const extents<R>& e) {
@@ -86,7 +79,7 @@ std::vector<std::int32_t> q1(const std::vector<float>& x, affine_params p, qrang
 
 template <class T>
 void check_torch_per_tensor_case(const json& c) {
-  const std::vector<float> x = floats_from_bits(c["x_bits"]);
+  const std::vector<float> x = floats(c["x_bits"]);
   const affine_params p{std::bit_cast<float>(c["scale_bits"].get<std::uint32_t>()),
                         c["zero_point"].get<std::int32_t>()};
   const auto& expected = c["q"];
@@ -142,11 +135,11 @@ void check_torch_per_channel_case(const json& c) {
   std::array<index_t, R> shape{};
   for (std::size_t i = 0; i < R; ++i) shape[i] = c["shape"][i].get<index_t>();
   const extents<R> e(shape);
-  const std::vector<float> x = floats_from_bits(c["x_bits"]);
+  const std::vector<float> x = floats(c["x_bits"]);
   ASSERT_EQ(static_cast<index_t>(x.size()), e.size());
   per_channel_params p;
   p.axis = c["axis"].get<index_t>();
-  p.scales = floats_from_bits(c["scales_bits"]);
+  p.scales = floats(c["scales_bits"]);
   for (const auto& z : c["zero_points"]) p.zero_points.push_back(z.get<std::int32_t>());
   std::vector<T> q(x.size());
   quant::pytorch::quantize_per_channel(cview<T>(x, e), view(q, e), p);
@@ -232,7 +225,7 @@ TEST(PyTorchCompat, QpruneDefaultDividesWhereTorchMultipliesByReciprocal) {
       continue;
     }
     ++cases;
-    const std::vector<float> x = floats_from_bits(c["x_bits"]);
+    const std::vector<float> x = floats(c["x_bits"]);
     const affine_params p{std::bit_cast<float>(c["scale_bits"].get<std::uint32_t>()),
                           c["zero_point"].get<std::int32_t>()};
     const auto ours = q1<std::int32_t>(x, p, quant::full_range(quant::dtype::int32));

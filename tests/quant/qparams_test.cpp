@@ -18,10 +18,12 @@
 
 #include "support/data.hpp"
 #include "support/json.hpp"
+#include "quant/torch_observer_config.hpp"
 #include "support/random.hpp"
 
 namespace {
 
+using qprune::test::config_from;
 using qprune::test::load_json;
 using qprune::test::f32;
 using qprune::test::bits;
@@ -35,26 +37,6 @@ using json = nlohmann::json;
 
 
 
-/// observer_config from an observers.json `kwargs` object (absent = torch default).
-pytorch::observer_config config_from(const json& c) {
-  const json& kw = c["kwargs"];
-  pytorch::observer_config cfg;
-  const bool per_channel = c["observer"].get<std::string>().find("PerChannel") != std::string::npos;
-  cfg.scheme = per_channel ? pytorch::qscheme::per_channel_affine : pytorch::qscheme::per_tensor_affine;
-  if (kw.contains("dtype")) cfg.type = kw["dtype"] == "qint8" ? dtype::int8 : dtype::uint8;
-  if (kw.contains("qscheme")) {
-    const std::string s = kw["qscheme"];
-    if (s == "per_tensor_affine") cfg.scheme = pytorch::qscheme::per_tensor_affine;
-    else if (s == "per_tensor_symmetric") cfg.scheme = pytorch::qscheme::per_tensor_symmetric;
-    else if (s == "per_channel_affine") cfg.scheme = pytorch::qscheme::per_channel_affine;
-    else if (s == "per_channel_symmetric") cfg.scheme = pytorch::qscheme::per_channel_symmetric;
-    else throw std::runtime_error("unknown qscheme " + s);
-  }
-  if (kw.contains("reduce_range")) cfg.reduce_range = kw["reduce_range"].get<bool>();
-  if (kw.contains("quant_min")) cfg.custom_range = qrange{kw["quant_min"].get<int>(), kw["quant_max"].get<int>()};
-  cfg.eps = f32(c["eps_bits"][0]);
-  return cfg;
-}
 
 // ---------------------------------------------------------------------------
 // PyTorch observers' _calculate_qparams

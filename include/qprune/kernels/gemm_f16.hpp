@@ -102,29 +102,27 @@ void gemm_f16(tensor_view<const float, 2> x, const packed_f16<H>& w, std::span<c
   require_supported(w.path());
   if (m == 0 || n == 0) return;
   const float* b = bias.empty() ? nullptr : bias.data();
-  const auto split = [&](index_t block, const auto& f) {
-    const index_t blocks = (n + block - 1) / block;
-    if (num_threads() > 1 && m * n * k >= (index_t{1} << 21)) {
-      parallel_for(blocks, f);
-    } else {
-      f(0, blocks);
-    }
-  };
 #if QPRUNE_X86
   // The SIMD bodies read the 2-byte values through vector loads (may_alias types).
   const auto* wp = reinterpret_cast<const std::uint16_t*>(w.data());
   if (w.panel() == 16) {
     const x86_avx512::f16_args g{x.data_handle(), k, wp, k, n, b, relu};
-    split(x86_avx512::f16_block_channels, [&](index_t lo, index_t hi) {
-      x86_avx512::gemm_f16<H>(g, m, lo, hi, y.data_handle(), n);
-    });
+    detail::split_gemm_work(m, n, k, x86_avx512::f16_block_channels,
+                            [&](index_t r0, index_t r1, index_t lo, index_t hi) {
+                              auto part = g;
+                              part.x += r0 * k;
+                              x86_avx512::gemm_f16<H>(part, r1 - r0, lo, hi, y.data_handle() + r0 * n, n);
+                            });
     return;
   }
   if (w.panel() == 8) {
     const x86_avx2::f16_args g{x.data_handle(), k, wp, k, n, b, relu};
-    split(x86_avx2::f16_block_channels, [&](index_t lo, index_t hi) {
-      x86_avx2::gemm_f16<H>(g, m, lo, hi, y.data_handle(), n);
-    });
+    detail::split_gemm_work(m, n, k, x86_avx2::f16_block_channels,
+                            [&](index_t r0, index_t r1, index_t lo, index_t hi) {
+                              auto part = g;
+                              part.x += r0 * k;
+                              x86_avx2::gemm_f16<H>(part, r1 - r0, lo, hi, y.data_handle() + r0 * n, n);
+                            });
     return;
   }
 #endif

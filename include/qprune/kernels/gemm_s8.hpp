@@ -149,29 +149,6 @@ void check_gemm_args(tensor_view<const Ta, 2> a, std::int32_t zp, const packed_s
 }
 }  // namespace detail
 
-namespace detail {
-/// Splits the output channels into blocks of `block` and the blocks over
-/// num_threads() threads when the product is large enough to pay for it:
-/// f(row_begin, row_end, block_begin, block_end). Work is split by channel
-/// blocks when there are enough of them to balance, else by rows (in
-/// multiples of 8, the micro-kernel height), so a layer with few output
-/// channels (a conv with 64 filters) still uses every thread.
-template <class F>
-void split_blocks(index_t m, index_t n, index_t k, index_t block, const F& f) {
-  const index_t blocks = (n + block - 1) / block;
-  const index_t threads = num_threads();
-  if (threads <= 1 || m * n * k < (index_t{1} << 21)) {
-    f(0, m, 0, blocks);
-  } else if (blocks >= 2 * threads || m < 16 * threads) {
-    parallel_for(blocks, [&](index_t b, index_t e) { f(0, m, b, e); });
-  } else {
-    const index_t row_chunks = (m + 7) / 8;
-    parallel_for(row_chunks, [&](index_t b, index_t e) {
-      f(b * 8, std::min(m, e * 8), 0, blocks);
-    });
-  }
-}
-}  // namespace detail
 
 /// Runs the GEMM on the path the weights were packed for. Internal: use gemm_s8().
 /// Each output element is computed by one thread with the same arithmetic, so
@@ -210,7 +187,7 @@ void run_gemm_s8(tensor_view<const Ta, 2> a, std::int32_t zp, const packed_s8& w
         zcorr[static_cast<std::size_t>(j)] = static_cast<std::int32_t>(
             static_cast<std::uint32_t>(zp_u) * static_cast<std::uint32_t>(w.colsum_[static_cast<std::size_t>(j)]));
       const x86_avx512_vnni::vnni_args args{ap, lda, w.bytes8_.data(), k4, zcorr.data(), n};
-      detail::split_blocks(m, n, k, x86_avx512_vnni::vnni_block_channels,
+      detail::split_gemm_work(m, n, k, x86_avx512_vnni::vnni_block_channels,
                            [&](index_t r0, index_t r1, index_t b, index_t e) {
                              auto part = args;
                              part.a += r0 * lda;
@@ -225,7 +202,7 @@ void run_gemm_s8(tensor_view<const Ta, 2> a, std::int32_t zp, const packed_s8& w
         for (index_t j = 0; j < k; ++j)
           a16[static_cast<std::size_t>(i * lda + j)] = static_cast<std::int16_t>(a(i, j) - zp);
       const x86_avx2::madd_args args{a16.data(), lda, w.bytes16_.data(), k2, n};
-      detail::split_blocks(m, n, k, x86_avx2::madd_block_channels,
+      detail::split_gemm_work(m, n, k, x86_avx2::madd_block_channels,
                            [&](index_t r0, index_t r1, index_t b, index_t e) {
                              auto part = args;
                              part.a += r0 * lda;

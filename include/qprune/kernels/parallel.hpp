@@ -154,4 +154,26 @@ inline void parallel_for(index_t items, const std::function<void(index_t, index_
 #endif
 }
 
+namespace detail {
+/// Splits an M x N x K GEMM whose output channels come in blocks of `block`
+/// over num_threads() threads when the product is large enough to pay for it:
+/// f(row_begin, row_end, block_begin, block_end). Work is split by channel
+/// blocks when there are enough of them to balance, else by rows (in
+/// multiples of 8, the micro-kernel height), so a layer with few output
+/// channels (a conv with 64 filters) still uses every thread.
+template <class F>
+void split_gemm_work(index_t m, index_t n, index_t k, index_t block, const F& f) {
+  const index_t blocks = (n + block - 1) / block;
+  const index_t threads = num_threads();
+  if (threads <= 1 || m * n * k < (index_t{1} << 21)) {
+    f(0, m, 0, blocks);
+  } else if (blocks >= 2 * threads || m < 16 * threads) {
+    parallel_for(blocks, [&](index_t b, index_t e) { f(0, m, b, e); });
+  } else {
+    const index_t row_chunks = (m + 7) / 8;
+    parallel_for(row_chunks, [&](index_t b, index_t e) { f(b * 8, std::min(m, e * 8), 0, blocks); });
+  }
+}
+}  // namespace detail
+
 }  // namespace qprune::kernels

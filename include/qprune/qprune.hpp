@@ -9,6 +9,7 @@
 #include "qprune/core/memory.hpp"
 #include "qprune/core/tensor.hpp"
 #include "qprune/core/tensor_view.hpp"
+#include "qprune/io/idx.hpp"
 #include "qprune/kernels/convert.hpp"
 #include "qprune/kernels/dispatch.hpp"
 #include "qprune/kernels/gemm_f16.hpp"

@@ -1,0 +1,1 @@
+qprune_add_test_binary(qprune_io_idx_tests io/idx_test.cpp)

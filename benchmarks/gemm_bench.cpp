@@ -17,6 +17,7 @@
 #include "qprune/kernels/gemm_f16.hpp"
 #include "qprune/kernels/gemm_s8.hpp"
 #include "qprune/kernels/parallel.hpp"
+#include "qprune/quant/dynamic.hpp"
 
 #ifdef QPRUNE_BENCH_HAVE_DNNL
 #include <oneapi/dnnl/dnnl.h>
@@ -121,6 +122,24 @@ void bm_qprune_f16w(benchmark::State& state, shape s) {
   set_macs(state, s);
 }
 
+// A dynamic int8 Dense layer, fp32 in and out: range of the batch, quantization
+// of x, int8 GEMM, dequantization and bias, all inside the timed call.
+void bm_dynamic_dense(benchmark::State& state, shape s, isa path) {
+  const auto x = random_float(s.m, s.k, 3);
+  const auto w = random_float(s.n, s.k, 4);
+  std::vector<float> bias(static_cast<std::size_t>(s.n), 0.1f);
+  qprune::quant::dynamic_linear layer(w.cview(), bias, qprune::quant::weight_granularity::per_channel,
+                                      qprune::quant::dynamic_scheme::for_qprune(qprune::quant::dtype::uint8),
+                                      path);
+  tensor<float, 2> y(s.m, s.n);
+  for (auto _ : state) {
+    layer.forward(x.cview(), y.view());
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  set_macs(state, s);
+}
+
 void bm_reference(benchmark::State& state, shape s) {
   const auto a = random_int<std::uint8_t>(s.m, s.k, 0, 255, 1);
   const auto w = random_int<std::int8_t>(s.n, s.k, -127, 127, 2);
@@ -192,6 +211,12 @@ void register_all() {
                                  bm_qprune_float_out, s, qprune::kernels::active_isa());
     benchmark::RegisterBenchmark(("gemm_u8s8_requant_s8/qprune_" + std::string(qprune::kernels::to_string(qprune::kernels::active_isa())) + "/" + dims).c_str(),
                                  bm_qprune_requant, s);
+    if (s.n == 1024 && s.k == 1024 && s.m <= 64) {
+      benchmark::RegisterBenchmark(("dynamic_dense/qprune/" + dims).c_str(), bm_dynamic_dense, s,
+                                   qprune::kernels::active_isa());
+      benchmark::RegisterBenchmark(("dynamic_dense/reference/" + dims).c_str(), bm_dynamic_dense, s,
+                                   isa::scalar);
+    }
     benchmark::RegisterBenchmark(("gemm_f16w/qprune/" + dims).c_str(), bm_qprune_f16w<qprune::half>, s);
     benchmark::RegisterBenchmark(("gemm_bf16w/qprune/" + dims).c_str(), bm_qprune_f16w<qprune::bfloat16>, s);
     if (s.m * s.n * s.k <= 64 * 1024 * 1024) {

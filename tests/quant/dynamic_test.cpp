@@ -692,6 +692,79 @@ TEST(DynamicLinear, LayoutsAliasingAndRepeatedCalls) {
   }
 }
 
+// The int8-GEMM path (every instruction set this CPU has) gives the same bits as
+// the scalar reference path for every mode, on random and edge shapes, strided
+// views, exact zeros of both signs, constant batches and code-range ties.
+TEST(DynamicLinear, EveryIsaPathMatchesTheScalarTwin) {
+  SCOPED_TRACE(qprune::test::seed_trace());
+  auto rng = qprune::test::make_rng(29);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::uniform_int_distribution<int> pick(0, 9);
+  using qprune::kernels::isa;
+  const index_t shapes[][3] = {{1, 1, 1}, {3, 17, 5}, {1, 1024, 48}, {17, 300, 33},
+                               {64, 64, 100}, {2, 1031, 16}, {5, 3, 1}};
+  for (const auto& ns : all_schemes()) {
+    SCOPED_TRACE(ns.name);
+    for (const auto& sh : shapes) {
+      const index_t m = sh[0], k = sh[1], n = sh[2];
+      SCOPED_TRACE("m=" + std::to_string(m) + " k=" + std::to_string(k) + " n=" + std::to_string(n));
+      std::vector<float> w(static_cast<std::size_t>(n * k)), x(static_cast<std::size_t>(m * k)),
+          b(static_cast<std::size_t>(n));
+      for (auto& v : w) v = nd(rng) * 0.05f;
+      for (auto& v : b) v = nd(rng);
+      for (auto& v : x) {
+        const int c = pick(rng);
+        v = c == 0 ? 0.0f : c == 1 ? -0.0f : c == 2 ? std::ldexp(std::round(nd(rng) * 8.0f), -3) : nd(rng) * 3.0f;
+      }
+      const dynamic_linear ref(cview(w, n, k), b, weight_granularity::per_channel, ns.scheme, isa::scalar);
+      EXPECT_FALSE(ref.uses_gemm_kernel());
+      for (const isa path : qprune::kernels::supported_isas()) {
+        if (path == isa::scalar) continue;
+        SCOPED_TRACE(std::string(qprune::kernels::to_string(path)));
+        for (auto batch : {x, std::vector<float>(x.size(), 0.75f)}) {
+          dynamic_linear r = ref;
+          dynamic_linear fast(cview(w, n, k), b, weight_granularity::per_channel, ns.scheme, path);
+          EXPECT_EQ(fast.uses_gemm_kernel(),
+                    !is_onednn(ns.scheme) && ns.scheme.weight_type == dtype::int8);
+          std::vector<float> y0(static_cast<std::size_t>(m * n)), y1(y0.size(), kNaN);
+          const auto a0 = r.forward(cview(batch, m, k), view(y0, m, n));
+          const auto a1 = fast.forward(cview(batch, m, k), view(y1, m, n));
+          EXPECT_EQ(a0, a1);
+          for (std::size_t i = 0; i < y0.size(); ++i) ASSERT_EQ(bits(y0[i]), bits(y1[i])) << i;
+          // Column-major input and output take the strided branches.
+          std::vector<float> xc(batch.size()), yc(y0.size(), kNaN);
+          for (index_t i = 0; i < m; ++i)
+            for (index_t j = 0; j < k; ++j)
+              xc[static_cast<std::size_t>(j * m + i)] = batch[static_cast<std::size_t>(i * k + j)];
+          EXPECT_EQ(fast.forward(tensor_view<const float, 2, layout_left>(xc.data(), m, k),
+                                 tensor_view<float, 2, layout_left>(yc.data(), m, n)),
+                    a0);
+          for (index_t i = 0; i < m; ++i)
+            for (index_t j = 0; j < n; ++j)
+              ASSERT_EQ(bits(yc[static_cast<std::size_t>(j * m + i)]), bits(y0[static_cast<std::size_t>(i * n + j)]));
+        }
+      }
+    }
+  }
+}
+
+TEST(DynamicLinear, FastPathNamesTheFirstNonFiniteInput) {
+  const std::vector<float> w(64, 0.5f);
+  std::vector<float> x(4 * 16, 1.0f), y(4 * 4);
+  x[2 * 16 + 9] = kInf;
+  dynamic_linear lin(cview(w, 4, 16), {}, weight_granularity::per_channel,
+                     dynamic_scheme::for_qprune(dtype::uint8));
+  try {
+    lin.forward(cview(x, 4, 16), view(y, 4, 4));
+    FAIL() << "expected config_error";
+  } catch (const config_error& e) {
+    EXPECT_NE(std::string(e.what()).find("input element (2, 9) is infinite"), std::string::npos) << e.what();
+  }
+  x[2 * 16 + 9] = 1.0f;
+  x[3 * 16 + 15] = kNaN;
+  EXPECT_THROW(lin.forward(cview(x, 4, 16), view(y, 4, 4)), config_error);
+}
+
 // The int32 accumulator bound: K = 66311 = floor((2^31 - 1) / (255 * 127)) with
 // every |qx - zx| = 255 and every qw = 127 reaches |acc| = 2147481735 without
 // overflow (UBSan checks this in the sanitizer build); K = 66312 is refused.

@@ -5,7 +5,9 @@
 //
 //   store_int32:  c[m][n] = acc
 //   store_float:  y[m][n] = act(fma(float(acc), scale[n], bias[n]))   (one rounding: fma)
-//                 with act = identity or max(0, .)
+//                 or, with fused = false, act(float(acc) * scale[n] + bias[n]) rounded
+//                 after the product and after the sum (what frameworks that multiply
+//                 and add in separate steps compute); act = identity or max(0, .)
 //   store_requant<T>: q[m][n] = clamp(MBQM(acc + bias[n], M0[n], shift[n]) + zp, lo, hi)
 //                 as T (int8 or uint8): TFLite's integer output stage, with MBQM the
 //                 double-rounding multiply_by_quantized_multiplier of quant/requantize.hpp
@@ -18,13 +20,15 @@ namespace qprune::kernels {
 /// Stores the corrected int32 accumulators: c = sum_k (a - a_zero_point) * b.
 struct store_int32 {};
 
-/// Converts to float: y = fma(float(acc), scale[n], bias[n]), then ReLU when `relu`.
-/// `scale[n]` is normally s_a * s_w[n]; `bias` may be null (treated as 0).
+/// Converts to float: y = fma(float(acc), scale[n], bias[n]) (or, when `fused` is
+/// false, the product rounded to float before bias[n] is added), then ReLU when
+/// `relu`. `scale[n]` is normally s_a * s_w[n]; `bias` may be null (treated as 0).
 /// Lifetime: the arrays must outlive the GEMM call; each holds N entries.
 struct store_float {
   const float* scale = nullptr;
   const float* bias = nullptr;
   bool relu = false;
+  bool fused = true;
 };
 
 /// Requantizes to int8 / uint8 (T): out = clamp(MBQM(acc + bias[n], multiplier[n],

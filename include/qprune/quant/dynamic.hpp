@@ -1,8 +1,9 @@
 // Dynamic quantization of linear layers: the weights are quantized once, the
 // activations get their (scale, zero point) from each batch's own range at every
-// call. The scalar reference (fast kernels come later) for qprune's rule, PyTorch
-// 1.13's quantized::linear_dynamic on its fbgemm, qnnpack and onednn engines, and
-// ONNX Runtime's DynamicQuantizeLinear -> MatMulInteger graph, each bit for bit.
+// call. qprune's rule, PyTorch 1.13's quantized::linear_dynamic on its fbgemm,
+// qnnpack and onednn engines, and ONNX Runtime's DynamicQuantizeLinear ->
+// MatMulInteger graph, each bit for bit; int8-weight modes run on the packed int8
+// GEMM (kernels/gemm_s8.hpp), with the scalar path kept as their reference twin.
 // Formulas, sources and tolerances: doc/quantization.md, "Dynamic quantization".
 #pragma once
 
@@ -12,6 +13,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -20,6 +22,9 @@
 #include "qprune/core/config.hpp"
 #include "qprune/core/error.hpp"
 #include "qprune/core/tensor_view.hpp"
+#include "qprune/kernels/dispatch.hpp"
+#include "qprune/kernels/gemm_s8.hpp"
+#include "qprune/kernels/quantize.hpp"
 #include "qprune/quant/params.hpp"
 #include "qprune/quant/qparams.hpp"
 #include "qprune/quant/rounding.hpp"
@@ -29,7 +34,13 @@ namespace qprune::quant {
 namespace detail::dynamic_impl {
 
 inline std::string at2(index_t i, index_t j) {
-  return "(" + std::to_string(i) + ", " + std::to_string(j) + ")";
+  // Appended piece by piece: "(" + std::to_string(i) trips GCC 12's -Wrestrict (PR 105329).
+  std::string s(1, '(');
+  s += std::to_string(i);
+  s += ", ";
+  s += std::to_string(j);
+  s += ')';
+  return s;
 }
 
 struct batch_range {
@@ -261,19 +272,11 @@ inline void validate(const dynamic_scheme& s) {
                      "pytorch or onnxruntime)");
 }
 
-/// The activation parameters scheme `s` chooses for the batch `x` (every element,
-/// one pair for the whole batch), as dynamic_linear::forward does:
-///   qprune       choose_affine_params(min, max, full range of s.activation_type)
-///   pytorch      pytorch::choose_quantization_params(min, max, 0, 255, false, false,
-///                range == reduced && engine != qnnpack)   (scale stays a double)
-///   onnxruntime  the scale and zero point of onnxruntime::dynamic_quantize_linear
-/// An empty batch uses min = max = 0 (what every framework does).
-/// Throws config_error for a NaN or infinite element, an invalid scheme, or (onnxruntime)
-/// a range whose scale overflows or underflows (see dynamic_quantize_linear).
-[[nodiscard]] inline dynamic_activation_params choose_dynamic_activation_params(
-    tensor_view<const float, 2, layout_stride> x, const dynamic_scheme& s) {
-  validate(s);
-  const auto r = detail::dynamic_impl::finite_range(x, "input");
+namespace detail::dynamic_impl {
+/// choose_dynamic_activation_params after the range: the rule of `s` applied to
+/// [r.min, r.max] (finite). Throws config_error as the onnxruntime rule does.
+[[nodiscard]] inline dynamic_activation_params params_from_range(batch_range r,
+                                                                 const dynamic_scheme& s) {
   dynamic_activation_params a{r.min, r.max, 1.0, 0};
   switch (s.compat) {
     case dynamic_compat::pytorch: {
@@ -296,6 +299,23 @@ inline void validate(const dynamic_scheme& s) {
   a.scale = p.scale;
   a.zero_point = p.zero_point;
   return a;
+}
+}  // namespace detail::dynamic_impl
+
+/// The activation parameters scheme `s` chooses for the batch `x` (every element,
+/// one pair for the whole batch), as dynamic_linear::forward does:
+///   qprune       choose_affine_params(min, max, full range of s.activation_type)
+///   pytorch      pytorch::choose_quantization_params(min, max, 0, 255, false, false,
+///                range == reduced && engine != qnnpack)   (scale stays a double)
+///   onnxruntime  the scale and zero point of onnxruntime::dynamic_quantize_linear
+/// An empty batch uses min = max = 0 (what every framework does).
+/// Throws config_error for a NaN or infinite element, an invalid scheme, or (onnxruntime)
+/// a range whose scale overflows or underflows (see dynamic_quantize_linear).
+[[nodiscard]] inline dynamic_activation_params choose_dynamic_activation_params(
+    tensor_view<const float, 2, layout_stride> x, const dynamic_scheme& s) {
+  validate(s);
+  const auto r = detail::dynamic_impl::finite_range(x, "input");
+  return detail::dynamic_impl::params_from_range(r, s);
 }
 
 namespace detail::dynamic_impl {
@@ -392,17 +412,27 @@ class input_quantizer {
 /// infinite weights, bias or inputs, K above max_in_features(scheme), or a scheme
 /// whose fields do not fit its mode.
 ///
+/// Speed: every mode with int8 weights except PyTorch's onednn engine (whose output
+/// stage differs) runs on the packed int8 GEMM of kernels/gemm_s8.hpp with the
+/// SIMD input quantizer of kernels/quantize.hpp and the unfused float output stage,
+/// giving the same bits as the scalar path, which is kept as their reference twin
+/// and runs when the layer is built for isa::scalar (or QPRUNE_FORCE_ISA=scalar).
+///
 /// Thread safety: forward records the last call's parameters and reuses a scratch
 /// buffer, so one object must not run forward from two threads at once; copies
 /// are independent.
 class dynamic_linear {
  public:
   /// Quantizes `weight` [N, K] (any layout; row n is output n) once and copies
-  /// `bias` (empty for none, which is the same as zeros).
+  /// `bias` (empty for none, which is the same as zeros). `path` is the
+  /// instruction set forward runs on (config_error if the CPU lacks it).
   dynamic_linear(tensor_view<const float, 2, layout_stride> weight, std::span<const float> bias,
-                 weight_granularity granularity, const dynamic_scheme& scheme)
-      : scheme_(scheme), granularity_(granularity), n_(weight.extent(0)), k_(weight.extent(1)) {
+                 weight_granularity granularity, const dynamic_scheme& scheme,
+                 kernels::isa path = kernels::active_isa())
+      : scheme_(scheme), granularity_(granularity), path_(path), n_(weight.extent(0)),
+        k_(weight.extent(1)) {
     validate(scheme);
+    kernels::require_supported(path);
     if (granularity != weight_granularity::per_tensor &&
         granularity != weight_granularity::per_channel) {
       throw config_error("weight granularity " + std::to_string(static_cast<int>(granularity)) +
@@ -433,6 +463,10 @@ class dynamic_linear {
       bias_[i] = bias[i];
     }
     quantize_weights(weight);
+    if (uses_gemm_kernel()) {
+      packed_ = kernels::pack_s8(tensor_view<const std::int8_t, 2>(w_s8_.data(), n_, k_), path_);
+      out_scale_.resize(static_cast<std::size_t>(n_));
+    }
   }
 
   /// y = dequant(quant(x) * qw^T) + b for x [M, K] into y [M, N] (any layouts).
@@ -450,6 +484,10 @@ class dynamic_linear {
                         ", " + std::to_string(y.extent(1)) + "] (expected x [M, " +
                         std::to_string(k_) + "] and y [M, " + std::to_string(n_) + "])");
     }
+    if (uses_gemm_kernel()) {
+      forward_gemm(x, y);
+      return last_;
+    }
     last_ = choose_dynamic_activation_params(x, scheme_);
     quantize_input(x);
     if (weight_type() == dtype::int8) {
@@ -461,6 +499,15 @@ class dynamic_linear {
   }
 
   [[nodiscard]] index_t in_features() const noexcept { return k_; }
+  /// The instruction set forward runs on.
+  [[nodiscard]] kernels::isa path() const noexcept { return path_; }
+  /// Whether forward runs on the packed int8 GEMM (see "Speed" above) rather
+  /// than the scalar reference path.
+  [[nodiscard]] bool uses_gemm_kernel() const noexcept {
+    return path_ != kernels::isa::scalar && weight_type() == dtype::int8 &&
+           !(scheme_.compat == dynamic_compat::pytorch && scheme_.engine == pytorch_engine::onednn) &&
+           k_ <= kernels::max_gemm_s8_k;
+  }
   [[nodiscard]] index_t out_features() const noexcept { return n_; }
   [[nodiscard]] const dynamic_scheme& scheme() const noexcept { return scheme_; }
   [[nodiscard]] weight_granularity granularity() const noexcept { return granularity_; }
@@ -589,6 +636,91 @@ class dynamic_linear {
     }
   }
 
+  /// The batch range on the SIMD path: row by row when rows are contiguous; the
+  /// scalar scan (which names the first bad element) when anything is not finite.
+  [[nodiscard]] detail::dynamic_impl::batch_range fast_range(
+      tensor_view<const float, 2, layout_stride> x) const {
+    const index_t m_rows = x.extent(0);
+    if (m_rows == 0 || k_ == 0 || x.stride(1) != 1) return detail::dynamic_impl::finite_range(x, "input");
+    detail::dynamic_impl::batch_range r{};
+    for (index_t i = 0; i < m_rows; ++i) {
+      const auto row = kernels::range_of(
+          std::span<const float>(&x(i, 0), static_cast<std::size_t>(k_)), path_);
+      if (!row.finite) return detail::dynamic_impl::finite_range(x, "input");  // throws
+      r = i == 0 ? detail::dynamic_impl::batch_range{row.min, row.max}
+                 : detail::dynamic_impl::batch_range{std::min(r.min, row.min), std::max(r.max, row.max)};
+    }
+    return r;
+  }
+
+  /// The mode's input quantizer as a bulk kernel (same codes as input_quantizer).
+  [[nodiscard]] kernels::linear_quantizer bulk_quantizer() const noexcept {
+    const auto scale = static_cast<float>(last_.scale);
+    kernels::linear_quantizer q{scale, last_.zero_point, 0, 255, kernels::quantize_op::divide};
+    if (scheme_.compat == dynamic_compat::pytorch) {
+      q.factor = 1.0f / scale;
+      q.op = scheme_.engine == pytorch_engine::fbgemm ? kernels::quantize_op::multiply_add
+                                                      : kernels::quantize_op::multiply;
+    } else if (scheme_.compat == dynamic_compat::qprune) {
+      const qrange r = full_range(scheme_.activation_type);
+      q.qmin = r.qmin;
+      q.qmax = r.qmax;
+    }
+    return q;
+  }
+
+  /// forward on the int8 GEMM: range, bulk quantization, GEMM with the unfused
+  /// float stage y = float(acc) * float(s_x * s_w[n]) + b[n].
+  void forward_gemm(tensor_view<const float, 2, layout_stride> x,
+                    tensor_view<float, 2, layout_stride> y) {
+    last_ = detail::dynamic_impl::params_from_range(fast_range(x), scheme_);
+    const index_t m_rows = x.extent(0);
+    if (m_rows == 0) return;
+    const bool signed_codes = scheme_.activation_type == dtype::int8;
+    codes_.resize(static_cast<std::size_t>(m_rows * k_));
+    const kernels::linear_quantizer q = bulk_quantizer();
+    std::vector<float> strided;
+    for (index_t i = 0; i < m_rows; ++i) {
+      const float* row = &x(i, 0);
+      if (x.stride(1) != 1) {
+        strided.resize(static_cast<std::size_t>(k_));
+        for (index_t j = 0; j < k_; ++j) strided[static_cast<std::size_t>(j)] = x(i, j);
+        row = strided.data();
+      }
+      const std::span<const float> in(row, static_cast<std::size_t>(k_));
+      std::uint8_t* out = codes_.data() + i * k_;
+      if (signed_codes) {
+        kernels::quantize_linear(in, q, std::span<std::int8_t>(reinterpret_cast<std::int8_t*>(out),
+                                                               static_cast<std::size_t>(k_)), path_);
+      } else {
+        kernels::quantize_linear(in, q, std::span<std::uint8_t>(out, static_cast<std::size_t>(k_)), path_);
+      }
+    }
+    const auto sx = static_cast<float>(last_.scale);
+    for (std::size_t n = 0; n < out_scale_.size(); ++n) out_scale_[n] = sx * row_scale_[n];
+    const kernels::store_float stage{out_scale_.data(), bias_.data(), false, false};
+    const bool direct = y.stride(1) == 1 || n_ == 1;
+    float* out = y.data_handle();
+    index_t ldo = y.stride(0);
+    if (!direct) {
+      y_scratch_.resize(static_cast<std::size_t>(m_rows * n_));
+      out = y_scratch_.data();
+      ldo = n_;
+    }
+    if (signed_codes) {
+      kernels::run_gemm_s8(tensor_view<const std::int8_t, 2>(
+                               reinterpret_cast<const std::int8_t*>(codes_.data()), m_rows, k_),
+                           last_.zero_point, *packed_, out, ldo, stage);
+    } else {
+      kernels::run_gemm_s8(tensor_view<const std::uint8_t, 2>(codes_.data(), m_rows, k_),
+                           last_.zero_point, *packed_, out, ldo, stage);
+    }
+    if (!direct) {
+      for (index_t i = 0; i < m_rows; ++i)
+        for (index_t j = 0; j < n_; ++j) y(i, j) = y_scratch_[static_cast<std::size_t>(i * n_ + j)];
+    }
+  }
+
   /// xz_[m*K + k] = qx[m, k] - zx with the mode's quantizer.
   void quantize_input(tensor_view<const float, 2, layout_stride> x) {
     const index_t m_rows = x.extent(0);
@@ -635,6 +767,7 @@ class dynamic_linear {
 
   dynamic_scheme scheme_;
   weight_granularity granularity_;
+  kernels::isa path_ = kernels::isa::scalar;
   index_t n_ = 0;
   index_t k_ = 0;
   std::vector<std::int8_t> w_s8_;
@@ -645,6 +778,10 @@ class dynamic_linear {
   std::vector<float> bias_;
   dynamic_activation_params last_{};
   std::vector<std::int16_t> xz_;
+  std::optional<kernels::packed_s8> packed_;  // the int8-GEMM path's weights
+  std::vector<float> out_scale_;             // s_x * s_w[n] of the last call
+  std::vector<std::uint8_t> codes_;          // the last call's input codes (int8 as bytes)
+  std::vector<float> y_scratch_;             // output rows when y is not row-contiguous
 };
 
 }  // namespace qprune::quant

@@ -38,7 +38,7 @@ inline void gemm_s8(index_t m, index_t n, index_t k, const Ta* a, index_t lda,
     for (index_t j = 0; j < n; ++j) c[i * ldc + j] = dot_s8(a + i * lda, a_zero_point, b + j * ldb, k);
 }
 
-/// y[m*ldy + n] = act(fma(float(acc(m, n)), scale[n], bias[n])).
+/// y[m*ldy + n] = act(fma(float(acc(m, n)), scale[n], bias[n])), or unfused (store_float::fused).
 template <class Ta>
 inline void gemm_s8(index_t m, index_t n, index_t k, const Ta* a, index_t lda,
                     std::int32_t a_zero_point, const std::int8_t* b, index_t ldb, float* y,
@@ -46,7 +46,9 @@ inline void gemm_s8(index_t m, index_t n, index_t k, const Ta* a, index_t lda,
   for (index_t i = 0; i < m; ++i) {
     for (index_t j = 0; j < n; ++j) {
       const std::int32_t acc = dot_s8(a + i * lda, a_zero_point, b + j * ldb, k);
-      float v = std::fma(static_cast<float>(acc), st.scale[j], st.bias != nullptr ? st.bias[j] : 0.0f);
+      const float bias = st.bias != nullptr ? st.bias[j] : 0.0f;
+      float v = st.fused ? std::fma(static_cast<float>(acc), st.scale[j], bias)
+                         : quant::detail::unfused(static_cast<float>(acc) * st.scale[j]) + bias;
       if (st.relu && !(v > 0.0f)) v = 0.0f;
       y[i * ldy + j] = v;
     }

@@ -71,19 +71,27 @@ struct int32_consts {};
   _mm512_mask_storeu_epi32(c + n0, m, acc);
 }
 
+/// Returns a vector unchanged but opaque to the optimiser, so a product is
+/// rounded before the addition that follows (no contraction into an FMA).
+[[QPRUNE_TARGET_VNNI]] inline __m512 opaque(__m512 v) noexcept {
+  __asm__("" : "+v"(v));
+  return v;
+}
+
 struct float_consts {
   __m512 scale, bias;
-  bool relu;
+  bool relu, fused;
 };
 [[QPRUNE_TARGET_VNNI]] inline float_consts prepare(const store_float& st, __mmask16 m,
                                                    index_t n0) noexcept {
   return {_mm512_maskz_loadu_ps(m, st.scale + n0),
           st.bias != nullptr ? _mm512_maskz_loadu_ps(m, st.bias + n0) : _mm512_setzero_ps(),
-          st.relu};
+          st.relu, st.fused};
 }
 [[QPRUNE_TARGET_VNNI]] inline void store_tile(__m512i acc, __mmask16 m, index_t n0, float* y,
                                               const float_consts& k) noexcept {
-  __m512 v = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), k.scale, k.bias);
+  const __m512 a = _mm512_cvtepi32_ps(acc);
+  __m512 v = k.fused ? _mm512_fmadd_ps(a, k.scale, k.bias) : _mm512_add_ps(opaque(_mm512_mul_ps(a, k.scale)), k.bias);
   if (k.relu) v = _mm512_max_ps(v, _mm512_setzero_ps());
   _mm512_mask_storeu_ps(y + n0, m, v);
 }
@@ -209,6 +217,12 @@ namespace qprune::kernels::x86_avx2 {
 
 #define QPRUNE_TARGET_AVX2 gnu::target("avx2,fma,f16c")
 
+/// The product rounded before the addition that follows (see x86_avx512_vnni::opaque).
+[[QPRUNE_TARGET_AVX2]] inline __m256 opaque(__m256 v) noexcept {
+  __asm__("" : "+x"(v));
+  return v;
+}
+
 /// Arguments shared by every AVX2 micro-kernel call.
 struct madd_args {
   const std::int16_t* a;  ///< [M, 2*k2] int16 (a - zero point), zero padded, row stride lda
@@ -232,7 +246,8 @@ struct madd_args {
                                                const store_float& st) noexcept {
   if (n - n0 >= 8) {
     const __m256 b = st.bias != nullptr ? _mm256_loadu_ps(st.bias + n0) : _mm256_setzero_ps();
-    __m256 v = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), _mm256_loadu_ps(st.scale + n0), b);
+    const __m256 a = _mm256_cvtepi32_ps(acc), sc = _mm256_loadu_ps(st.scale + n0);
+    __m256 v = st.fused ? _mm256_fmadd_ps(a, sc, b) : _mm256_add_ps(opaque(_mm256_mul_ps(a, sc)), b);
     if (st.relu) v = _mm256_max_ps(v, _mm256_setzero_ps());
     _mm256_storeu_ps(y + n0, v);
   } else {
@@ -241,7 +256,8 @@ struct madd_args {
       s[j] = st.scale[n0 + j];
       bb[j] = st.bias != nullptr ? st.bias[n0 + j] : 0.0f;
     }
-    __m256 v = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), _mm256_load_ps(s), _mm256_load_ps(bb));
+    const __m256 a = _mm256_cvtepi32_ps(acc), sc = _mm256_load_ps(s), bv = _mm256_load_ps(bb);
+    __m256 v = st.fused ? _mm256_fmadd_ps(a, sc, bv) : _mm256_add_ps(opaque(_mm256_mul_ps(a, sc)), bv);
     if (st.relu) v = _mm256_max_ps(v, _mm256_setzero_ps());
     _mm256_store_ps(tmp, v);
     for (index_t j = 0; j < n - n0; ++j) y[n0 + j] = tmp[j];

@@ -1,0 +1,1 @@
+qprune_add_test_binary(qprune_kernels_quantize_tests kernels/quantize_test.cpp)

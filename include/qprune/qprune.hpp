@@ -40,6 +40,7 @@
 #include "qprune/quant/dynamic.hpp"
 #include "qprune/quant/fake_quant.hpp"
 #include "qprune/quant/int4.hpp"
+#include "qprune/quant/int8.hpp"
 #include "qprune/quant/observers.hpp"
 #include "qprune/quant/params.hpp"
 #include "qprune/quant/qparams.hpp"

@@ -1,0 +1,1 @@
+qprune_add_test_binary(qprune_quant_policies_tests quant/policies_test.cpp)

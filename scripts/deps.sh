@@ -14,5 +14,5 @@ qprune_install_deps() {
   fi
 }
 
-QPRUNE_BUILD_PACKAGES=(cmake ninja-build g++ libeigen3-dev zlib1g-dev)
+QPRUNE_BUILD_PACKAGES=(cmake ninja-build g++ libeigen3-dev zlib1g-dev nlohmann-json3-dev)
 QPRUNE_TEST_PACKAGES=(googletest libgtest-dev libbenchmark-dev nlohmann-json3-dev dataset-fashion-mnist)

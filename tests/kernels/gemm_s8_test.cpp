@@ -164,6 +164,8 @@ TEST_P(GemmS8, TwoThreadsGiveIdenticalResults) {
   check_shape<std::uint8_t>(GetParam(), 1, 1000, 2048, fill::random, fill::random, 5, 8);
   // Few output channels: the rows are split instead (784 x 64 is a 3x3 conv).
   check_shape<std::uint8_t>(GetParam(), 789, 64, 288, fill::random, fill::random, 9, 9);
+  // Six channel blocks of uneven width: rows balance better and are chosen.
+  check_shape<std::uint8_t>(GetParam(), 256, 256, 256, fill::random, fill::random, 11, 11);
   qprune::kernels::set_num_threads(3);
   check_shape<std::uint8_t>(GetParam(), 203, 40, 301, fill::random, fill::random, 1, 10);
   qprune::kernels::set_num_threads(1);
@@ -185,6 +187,16 @@ TEST(ParallelFor, CoversEveryItemOnceForAnyThreadCount) {
       for (int h : hits) ASSERT_EQ(h, 1) << "threads=" << threads << " items=" << items;
     }
   }
+  // Back-to-back regions, as a layer stack issues them: workers that are still
+  // polling from the previous region must pick up the next one exactly once.
+  qprune::kernels::set_num_threads(2);
+  std::vector<int> hits(64, 0);
+  for (int round = 0; round < 2000; ++round) {
+    qprune::kernels::parallel_for(64, [&](index_t b, index_t e) {
+      for (index_t i = b; i < e; ++i) ++hits[static_cast<std::size_t>(i)];
+    });
+  }
+  for (int h : hits) ASSERT_EQ(h, 2000);
   qprune::kernels::set_num_threads(1);
   EXPECT_THROW(qprune::kernels::set_num_threads(0), qprune::config_error);
 }

@@ -15,4 +15,7 @@ qprune_install_deps() {
 }
 
 QPRUNE_BUILD_PACKAGES=(cmake ninja-build g++ libeigen3-dev zlib1g-dev nlohmann-json3-dev)
-QPRUNE_TEST_PACKAGES=(googletest libgtest-dev libbenchmark-dev nlohmann-json3-dev dataset-fashion-mnist)
+# clang + libclang-rt-14-dev (libclang_rt.fuzzer*.a, ASan/UBSan runtimes): the libFuzzer
+# targets of tests/fuzz, built and run by the fuzz.* ctest tests.
+QPRUNE_TEST_PACKAGES=(googletest libgtest-dev libbenchmark-dev nlohmann-json3-dev dataset-fashion-mnist
+                      clang libclang-rt-14-dev)

@@ -17,6 +17,10 @@
 #include "qprune/core/config.hpp"
 #include "qprune/core/error.hpp"
 
+#if QPRUNE_X86
+#include <cpuid.h>
+#endif
+
 namespace qprune::kernels {
 
 /// Instruction-set levels, ordered: each includes the ones before it.
@@ -50,8 +54,11 @@ namespace detail {
 inline isa detect_best_isa() noexcept {
 #if QPRUNE_X86
   __builtin_cpu_init();
-  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                    __builtin_cpu_supports("f16c");
+  // F16C from CPUID leaf 1 (ECX bit 29): clang 14's __builtin_cpu_supports does
+  // not know "f16c".
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  const bool f16c = __get_cpuid(1, &eax, &ebx, &ecx, &edx) != 0 && (ecx & (1u << 29)) != 0;
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c;
   if (!avx2) return isa::scalar;
   const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                       __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");

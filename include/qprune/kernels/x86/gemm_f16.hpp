@@ -10,6 +10,8 @@
 #if QPRUNE_X86
 #include <immintrin.h>
 
+#include "qprune/kernels/x86/fma.hpp"
+
 #include <algorithm>
 #include <cstdint>
 #include <type_traits>
@@ -31,15 +33,6 @@ struct f16_args {
   const float* bias;
   bool relu;
 };
-
-/// acc += a * b, with the accumulator tied to one register (see gemm_s8's dpbusd).
-[[QPRUNE_TARGET_AVX512F16]] inline void fma16(__m512& acc, __m512 a, __m512 b) noexcept {
-#if defined(__GNUC__) && !defined(__clang__)
-  asm("vfmadd231ps %2, %1, %0" : "+v"(acc) : "v"(a), "v"(b));
-#else
-  acc = _mm512_fmadd_ps(a, b, acc);
-#endif
-}
 
 template <class H>
 [[QPRUNE_TARGET_AVX512F16]] inline __m512 widen16(const std::uint16_t* p) noexcept {
@@ -72,7 +65,7 @@ template <class H, int MR, int NV>
     for (int r = 0; r < MR; ++r) {
       const __m512 xv = _mm512_set1_ps(xp[r * g.ldx + p]);
 #pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) fma16(acc[r][v], xv, wv[v]);
+      for (int v = 0; v < NV; ++v) x86::fma16(acc[r][v], xv, wv[v]);
     }
   }
 #pragma GCC unroll 4
@@ -130,14 +123,6 @@ struct f16_args {
   bool relu;
 };
 
-[[QPRUNE_TARGET_AVX2F16]] inline void fma8(__m256& acc, __m256 a, __m256 b) noexcept {
-#if defined(__GNUC__) && !defined(__clang__)
-  asm("vfmadd231ps %2, %1, %0" : "+x"(acc) : "x"(a), "x"(b));
-#else
-  acc = _mm256_fmadd_ps(a, b, acc);
-#endif
-}
-
 template <class H>
 [[QPRUNE_TARGET_AVX2F16]] inline __m256 widen8(const std::uint16_t* p) noexcept {
   const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
@@ -168,7 +153,7 @@ template <class H, int MR, int NV>
     for (int r = 0; r < MR; ++r) {
       const __m256 xv = _mm256_set1_ps(xp[r * g.ldx + p]);
 #pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) fma8(acc[r][v], xv, wv[v]);
+      for (int v = 0; v < NV; ++v) x86::fma8(acc[r][v], xv, wv[v]);
     }
   }
 #pragma GCC unroll 4

@@ -1,0 +1,2 @@
+qprune_add_test_binary(qprune_io_npy_tests io/npy_test.cpp)
+qprune_add_test_binary(qprune_io_safetensors_tests io/safetensors_test.cpp)

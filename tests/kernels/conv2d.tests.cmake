@@ -1,0 +1,1 @@
+qprune_add_test_binary(qprune_kernels_conv2d_tests kernels/conv2d_test.cpp)

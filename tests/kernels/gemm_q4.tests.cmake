@@ -1,0 +1,1 @@
+qprune_add_test_binary(qprune_kernels_gemm_q4_tests kernels/gemm_q4_test.cpp)

@@ -1,0 +1,1 @@
+qprune_add_test_binary(qprune_kernels_spmm_tests kernels/spmm_test.cpp)

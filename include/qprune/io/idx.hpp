@@ -29,12 +29,21 @@ struct idx_array {
 
 namespace detail {
 
+/// "'<path>'" for messages, built with += ("'" + std::string trips GCC 12's
+/// -Wrestrict at -O3, PR 105329).
+inline std::string quoted(const std::filesystem::path& p) {
+  std::string s(1, '\'');
+  s += p.string();
+  s += '\'';
+  return s;
+}
+
 /// Reads a whole file through zlib, which passes uncompressed files through
 /// unchanged, so `x.idx` and `x.idx.gz` read the same.
 inline std::vector<std::uint8_t> read_maybe_gzip(const std::filesystem::path& path) {
   gzFile f = gzopen(path.string().c_str(), "rb");
   if (f == nullptr) {
-    throw io_error("cannot open '" + path.string() + "' (expected a readable IDX file)");
+    throw io_error("cannot open " + detail::quoted(path) + " (expected a readable IDX file)");
   }
   std::vector<std::uint8_t> out;
   std::array<std::uint8_t, 1 << 16> buf{};
@@ -44,7 +53,7 @@ inline std::vector<std::uint8_t> read_maybe_gzip(const std::filesystem::path& pa
       int code = 0;
       const std::string msg = gzerror(f, &code);
       gzclose(f);
-      throw io_error("'" + path.string() + "' is corrupt: " + msg +
+      throw io_error(detail::quoted(path) + " is corrupt: " + msg +
                      " (expected an IDX file, optionally gzip-compressed)");
     }
     if (n == 0) break;
@@ -52,8 +61,8 @@ inline std::vector<std::uint8_t> read_maybe_gzip(const std::filesystem::path& pa
   }
   // A gzip stream that ends early reads as a short file; zlib reports it here.
   if (gzclose(f) != Z_OK) {
-    throw io_error("'" + path.string() +
-                   "' ends in the middle of its gzip stream (expected a complete file)");
+    throw io_error(detail::quoted(path) +
+                   " ends in the middle of its gzip stream (expected a complete file)");
   }
   return out;
 }
@@ -71,7 +80,7 @@ inline std::uint32_t read_be32(const std::uint8_t* p) noexcept {
 /// length differs from the product of the dimensions.
 [[nodiscard]] inline idx_array read_idx(const std::filesystem::path& path) {
   std::vector<std::uint8_t> bytes = detail::read_maybe_gzip(path);
-  const std::string name = "'" + path.string() + "'";
+  const std::string name = detail::quoted(path);
   if (bytes.size() < 4) {
     throw io_error(name + " has " + std::to_string(bytes.size()) +
                    " bytes (expected at least the 4-byte IDX magic)");
@@ -132,16 +141,16 @@ struct mnist_set {
                                           const std::filesystem::path& labels) {
   idx_array im = read_idx(images), lb = read_idx(labels);
   if (im.dims.size() != 3) {
-    throw io_error("'" + images.string() + "' has " + std::to_string(im.dims.size()) +
+    throw io_error(detail::quoted(images) + " has " + std::to_string(im.dims.size()) +
                    " dimensions (expected 3: count, rows, cols)");
   }
   if (lb.dims.size() != 1) {
-    throw io_error("'" + labels.string() + "' has " + std::to_string(lb.dims.size()) +
+    throw io_error(detail::quoted(labels) + " has " + std::to_string(lb.dims.size()) +
                    " dimensions (expected 1: count)");
   }
   if (im.dims[0] != lb.dims[0]) {
-    throw io_error("'" + images.string() + "' holds " + std::to_string(im.dims[0]) + " images but '" +
-                   labels.string() + "' " + std::to_string(lb.dims[0]) +
+    throw io_error(detail::quoted(images) + " holds " + std::to_string(im.dims[0]) + " images but " +
+                   detail::quoted(labels) + " " + std::to_string(lb.dims[0]) +
                    " labels (expected the same count)");
   }
   return {im.dims[0], im.dims[1], im.dims[2], std::move(im.data), std::move(lb.data)};

@@ -27,6 +27,17 @@ concept weight_quantizer =
       { q.dequantize(s, out) } -> std::same_as<void>;
     };
 
+/// A weight quantizer that also simulates its rounding during training (QAT):
+///   q.fake_quantize(w, out)           out = dequantize(quantize(w))
+///   q.fake_quantize_backward(w, grad) grad <- the straight-through gradient, in place
+/// Layers (nn/masked_weight.hpp) call these when the policy has them.
+template <class Q>
+concept fake_quant_weight_quantizer =
+    weight_quantizer<Q> && requires(const Q& q, tensor_view<const float, 2> w, tensor_view<float, 2> out) {
+      q.fake_quantize(w, out);
+      q.fake_quantize_backward(w, out);
+    };
+
 /// An activation quantizer names how a layer treats its input at run time
 /// (`none`: float; static: calibrated parameters; dynamic: per call). It only
 /// has to say whether it quantizes; layers specialise on the concrete type.

@@ -193,8 +193,10 @@ class static_int8 {
   static constexpr bool quantizes_activations = true;
   static constexpr bool dynamic = false;
 
+  /// uint8 codes, averaging constant 0.01.
+  static_int8() : static_int8(dtype::uint8) {}
   /// Throws config_error unless type is uint8 or int8 and 0 <= averaging_constant <= 1.
-  explicit static_int8(dtype type = dtype::uint8, float averaging_constant = 0.01f)
+  explicit static_int8(dtype type, float averaging_constant = 0.01f)
       : type_(type), observer_(averaging_constant) {
     if (type != dtype::uint8 && type != dtype::int8) {
       throw config_error("static activation type " + std::string(to_string(type)) +
@@ -272,15 +274,6 @@ struct dynamic_int8 {
   static constexpr bool quantizes_activations = true;
   static constexpr bool dynamic = true;
 };
-
-/// A weight quantizer that also offers the QAT pair: fake_quantize(w, out) and
-/// the straight-through fake_quantize_backward(w, grad).
-template <class Q>
-concept fake_quant_weight_quantizer =
-    weight_quantizer<Q> && requires(const Q& q, tensor_view<const float, 2> w, tensor_view<float, 2> out) {
-      q.fake_quantize(w, out);
-      q.fake_quantize_backward(w, out);
-    };
 
 static_assert(weight_quantizer<int8> && fake_quant_weight_quantizer<int8>);
 static_assert(weight_quantizer<int4_grouped> && fake_quant_weight_quantizer<int4_grouped>);

@@ -1,0 +1,1 @@
+qprune_add_test_binary(qprune_nn_convert_tests nn/convert_test.cpp)

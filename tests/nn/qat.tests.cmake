@@ -1,0 +1,1 @@
+qprune_add_test_binary(qprune_nn_qat_tests nn/qat_test.cpp)

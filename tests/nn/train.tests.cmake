@@ -1,0 +1,1 @@
+qprune_add_test_binary(qprune_nn_train_tests nn/train_test.cpp)

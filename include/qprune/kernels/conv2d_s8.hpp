@@ -187,12 +187,7 @@ conv2d_geometry check_conv_args(tensor_view<const Ta, 2> x, std::int32_t zp, con
                       " (expected batch*out_h*out_w x out_c = " + std::to_string(g.out_pixels()) +
                       " x " + std::to_string(g.out_c) + ")");
   }
-  constexpr std::int32_t lo = std::is_signed_v<Ta> ? -128 : 0;
-  constexpr std::int32_t hi = std::is_signed_v<Ta> ? 127 : 255;
-  if (zp < lo || zp > hi) {
-    throw config_error("activation zero point " + std::to_string(zp) + " is outside [" +
-                       std::to_string(lo) + ", " + std::to_string(hi) + "]");
-  }
+  check_activation_zero_point<Ta>(zp);
   require_supported(w.path());
   return g;
 }

@@ -127,6 +127,17 @@ inline void check_k(index_t k) {
 }
 
 namespace detail {
+/// Throws config_error unless zp is a value of Ta (the activations' code type).
+template <class Ta>
+void check_activation_zero_point(std::int32_t zp) {
+  constexpr std::int32_t lo = std::is_signed_v<Ta> ? -128 : 0;
+  constexpr std::int32_t hi = std::is_signed_v<Ta> ? 127 : 255;
+  if (zp < lo || zp > hi) {
+    throw config_error("activation zero point " + std::to_string(zp) + " is outside [" +
+                       std::to_string(lo) + ", " + std::to_string(hi) + "]");
+  }
+}
+
 template <class Ta>
 void check_gemm_args(tensor_view<const Ta, 2> a, std::int32_t zp, const packed_s8& w, index_t out_rows,
                      index_t out_cols) {
@@ -139,12 +150,7 @@ void check_gemm_args(tensor_view<const Ta, 2> a, std::int32_t zp, const packed_s
                       std::to_string(out_cols) + " (expected " + std::to_string(a.extent(0)) +
                       " x " + std::to_string(w.rows()) + ")");
   }
-  constexpr std::int32_t lo = std::is_signed_v<Ta> ? -128 : 0;
-  constexpr std::int32_t hi = std::is_signed_v<Ta> ? 127 : 255;
-  if (zp < lo || zp > hi) {
-    throw config_error("activation zero point " + std::to_string(zp) + " is outside [" +
-                       std::to_string(lo) + ", " + std::to_string(hi) + "]");
-  }
+  check_activation_zero_point<Ta>(zp);
   require_supported(w.path());
 }
 }  // namespace detail

@@ -154,7 +154,7 @@ class conv2d {
   /// Throws as geometry().
   [[nodiscard]] tensor<float, 4> forward(tensor_view<const float, 4> x_in) {
     const kernels::conv2d_geometry g = geometry(x_in.extents());
-    const tensor_view<const float, 4> x = quantize_input(x_in);
+    const tensor_view<const float, 4> x = detail::quantize_input(act_, mode_, x_in, xq_, raw_);
     const index_t m = g.out_pixels(), k = g.patch(), goc = g.group_out_c();
     tensor<float, 4> y(g.batch, g.out_h(), g.out_w(), g.out_c);
     auto ym = as_eigen(tensor_view<float, 2>(y.data(), m, g.out_c));
@@ -293,22 +293,6 @@ class conv2d {
   tensor<float, 4> input_;  // the last train-mode input
   tensor<float, 4> xq_, raw_;  // QAT: fake-quantized input, raw input (train mode)
 
-  /// As dense::quantize_input: QAT fake-quant of the input with the activation policy.
-  tensor_view<const float, 4> quantize_input(tensor_view<const float, 4> x) {
-    if constexpr (detail::fake_quant_activation<ActQ>) {
-      const bool train = mode_ == mode::train;
-      if (train || act_.calibrated()) {
-        xq_ = tensor<float, 4>(x.extents());
-        act_.fake_quantize(x, xq_.view(), train);
-        if (train) {
-          raw_ = tensor<float, 4>(x.extents());
-          std::copy_n(x.data_handle(), x.size(), raw_.data());
-        }
-        return xq_.cview();
-      }
-    }
-    return x;
-  }
   tensor<float, 2> block_;  // im2col / col2im scratch, [kBlock, patch]
   kernels::conv2d_geometry geom_{};
   bool cached_ = false;

@@ -139,6 +139,15 @@ folded fold(L& layer) {
   return f;
 }
 
+/// Channel c of an eval-mode batch norm as y = k x + (beta - k mean),
+/// k = gamma / sqrt(var + eps) (double precision).
+inline double bn_factor(batch_norm& bn, index_t c) {
+  return static_cast<double>(bn.gamma()(c)) / std::sqrt(static_cast<double>(bn.running_var()(c)) + bn.options().eps);
+}
+
+/// The stride of a pooling window (0 in the options means the kernel size).
+inline index_t pool_stride(const pool2d_options& p) { return p.stride_h == 0 ? p.kernel_h : p.stride_h; }
+
 /// Folds an eval-mode batch norm into the preceding layer's weights and bias:
 ///   k = gamma / sqrt(var + eps);  w' = k w (per output row);  b' = k (b - mean) + beta.
 inline void fold_batch_norm(folded& f, batch_norm& bn) {
@@ -148,8 +157,7 @@ inline void fold_batch_norm(folded& f, batch_norm& bn) {
                       " channels follows a layer with " + std::to_string(out) + " outputs");
   }
   for (index_t o = 0; o < out; ++o) {
-    const double k = static_cast<double>(bn.gamma()(o)) /
-                     std::sqrt(static_cast<double>(bn.running_var()(o)) + bn.options().eps);
+    const double k = bn_factor(bn, o);
     for (index_t j = 0; j < f.w.extent(1); ++j) f.w(o, j) = static_cast<float>(k * static_cast<double>(f.w(o, j)));
     auto& b = f.bias[static_cast<std::size_t>(o)];
     b = static_cast<float>(k * (static_cast<double>(b) - static_cast<double>(bn.running_mean()(o))) +
@@ -178,9 +186,8 @@ class stored_conv final : public op {
       : conv_(g, std::move(w), std::move(bias), relu), name_(std::move(name)), bpw_(bytes_per_weight) {}
   std::string kind() const override { return name_; }
   std::int64_t weight_bytes() const noexcept override {
-    const std::int64_t f = conv_.weight_bytes();  // 4 bytes per weight and bias value
-    const std::int64_t n = conv_.geometry().out_c;
-    return (f - 4 * n) / 4 * bpw_ + 4 * n;
+    const kernels::conv2d_geometry& g = conv_.geometry();
+    return g.out_c * g.patch() * bpw_ + 4 * g.out_c;  // weights at bpw_ bytes, float32 bias
   }
   double sparsity() const noexcept override { return conv_.sparsity(); }
   void forward(const activation& in, activation& out) override { conv_.forward(in, out); }
@@ -394,7 +401,7 @@ void convert_from(Model& m, walk& s) {
         s.model.template emplace<flatten_op>();
       } else if constexpr (std::same_as<L, max_pool2d> || std::same_as<L, avg_pool2d>) {
         const pool2d_options& p = layer.options();
-        const index_t sh = p.stride_h == 0 ? p.kernel_h : p.stride_h;
+        const index_t sh = pool_stride(p);
         const index_t sw = p.stride_w == 0 ? p.kernel_w : p.stride_w;
         if (p.kernel_h != p.kernel_w || sh != sw || p.pad_h != 0 || p.pad_w != 0) {
           throw config_error("deployed pooling supports square windows with equal strides and no padding (layer " +
@@ -405,8 +412,7 @@ void convert_from(Model& m, walk& s) {
       } else if constexpr (std::same_as<L, batch_norm>) {
         std::vector<float> scale(static_cast<std::size_t>(s.c)), shift(static_cast<std::size_t>(s.c));
         for (index_t ch = 0; ch < s.c; ++ch) {
-          const double k = static_cast<double>(layer.gamma()(ch)) /
-                           std::sqrt(static_cast<double>(layer.running_var()(ch)) + layer.options().eps);
+          const double k = bn_factor(layer, ch);
           scale[static_cast<std::size_t>(ch)] = static_cast<float>(k);
           shift[static_cast<std::size_t>(ch)] = static_cast<float>(
               static_cast<double>(layer.beta()(ch)) - k * static_cast<double>(layer.running_mean()(ch)));
@@ -422,9 +428,8 @@ void convert_from(Model& m, walk& s) {
         nw = 1;
       } else if constexpr (std::same_as<L, max_pool2d> || std::same_as<L, avg_pool2d>) {
         const pool2d_options& p = layer.options();
-        const index_t st = p.stride_h == 0 ? p.kernel_h : p.stride_h;
-        nh = (s.h - p.kernel_h) / st + 1;
-        nw = (s.w - p.kernel_w) / st + 1;
+        nh = (s.h - p.kernel_h) / pool_stride(p) + 1;
+        nw = (s.w - p.kernel_w) / pool_stride(p) + 1;
       }
       advance<I, I + 1>(m, s);
       s.h = nh;

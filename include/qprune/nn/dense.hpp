@@ -98,7 +98,7 @@ class dense {
   /// Throws shape_error unless x is [batch, in_features].
   [[nodiscard]] tensor<float, 2> forward(tensor_view<const float, 2> x_in) {
     detail::check_extent(x_in.extents(), 1, opt_.in_features, "dense", "input");
-    const tensor_view<const float, 2> x = quantize_input(x_in);
+    const tensor_view<const float, 2> x = detail::quantize_input(act_, mode_, x_in, xq_, raw_);
     const index_t n = x.extent(0);
     tensor<float, 2> y(n, opt_.out_features);
     auto ym = as_eigen(y.view());
@@ -154,25 +154,6 @@ class dense {
     detail::check_positive(o.in_features, "dense", "in_features");
     detail::check_positive(o.out_features, "dense", "out_features");
     return o;
-  }
-
-  /// With a fake-quant activation policy (QAT): in train mode the input is
-  /// observed and fake-quantized (and kept for the straight-through backward); in
-  /// eval mode it is fake-quantized once the policy has observed data.
-  tensor_view<const float, 2> quantize_input(tensor_view<const float, 2> x) {
-    if constexpr (detail::fake_quant_activation<ActQ>) {
-      const bool train = mode_ == mode::train;
-      if (train || act_.calibrated()) {
-        xq_ = tensor<float, 2>(x.extents());
-        act_.fake_quantize(x, xq_.view(), train);
-        if (train) {
-          raw_ = tensor<float, 2>(x.extents());
-          std::copy_n(x.data_handle(), x.size(), raw_.data());
-        }
-        return xq_.cview();
-      }
-    }
-    return x;
   }
 
   void accumulate(tensor_view<const float, 2> g) {

@@ -145,6 +145,15 @@ inline const std::uint8_t* codes_for(const activation& in, quant::affine_params 
 }
 
 /// max(x, 0) as the float relu layer computes it: NaN and -0 pass through.
+/// Throws shape_error unless `in` is [batch, g.in_h, g.in_w, g.in_c].
+inline void check_conv_input(const activation& in, const kernels::conv2d_geometry& g, const std::string& who) {
+  if (in.height != g.in_h || in.width != g.in_w || in.channels != g.in_c) {
+    throw shape_error(who + ": input is [" + std::to_string(in.batch) + ", " + std::to_string(in.height) + ", " +
+                      std::to_string(in.width) + ", " + std::to_string(in.channels) + "] (expected [batch, " +
+                      std::to_string(g.in_h) + ", " + std::to_string(g.in_w) + ", " + std::to_string(g.in_c) + "])");
+  }
+}
+
 inline void relu_inplace(std::span<float> v) noexcept {
   for (float& x : v) x = x < 0.0f ? 0.0f : x;
 }
@@ -202,10 +211,12 @@ class int8_output {
   std::shared_ptr<const kernels::requant_stage<std::uint8_t>> stage_;
 };
 
-inline double zero_fraction(std::span<const float> w) noexcept {
+/// Fraction of exact zeros (float weights or integer codes).
+template <class T>
+double zero_fraction(std::span<const T> w) noexcept {
   if (w.empty()) return 0.0;
   std::size_t z = 0;
-  for (float v : w) z += v == 0.0f ? 1 : 0;
+  for (const T v : w) z += v == T{0} ? 1 : 0;
   return static_cast<double>(z) / static_cast<double>(w.size());
 }
 
@@ -285,9 +296,8 @@ class int8_dense final : public op {
              quant::affine_params in, bool relu)
       : w_(kernels::pack_s8(codes)), out_(std::move(w_scales), bias, in, relu), n_(codes.extent(0)),
         k_(codes.extent(1)) {
-    std::size_t z = 0;
-    for (index_t i = 0; i < codes.size(); ++i) z += codes.data_handle()[i] == 0 ? 1 : 0;
-    sparsity_ = codes.size() == 0 ? 0.0 : static_cast<double>(z) / static_cast<double>(codes.size());
+    sparsity_ = detail::deployed::zero_fraction(
+        std::span<const std::int8_t>(codes.data_handle(), static_cast<std::size_t>(codes.size())));
   }
   std::string kind() const override { return "dense.int8"; }
   std::int64_t weight_bytes() const noexcept override { return n_ * k_ + out_.bytes(); }
@@ -463,11 +473,7 @@ class float_conv final : public op {
 
  private:
   kernels::conv2d_geometry geometry_for(const activation& in) const {
-    if (in.height != g_.in_h || in.width != g_.in_w || in.channels != g_.in_c) {
-      throw shape_error("conv2d: input is [" + std::to_string(in.batch) + ", " + std::to_string(in.height) + ", " +
-                        std::to_string(in.width) + ", " + std::to_string(in.channels) + "] (expected [batch, " +
-                        std::to_string(g_.in_h) + ", " + std::to_string(g_.in_w) + ", " + std::to_string(g_.in_c) + "])");
-    }
+    detail::deployed::check_conv_input(in, g_, "conv2d.f32");
     kernels::conv2d_geometry g = g_;
     g.batch = in.batch;
     return g;
@@ -500,11 +506,7 @@ class int8_conv final : public op {
     return true;
   }
   void forward(const activation& in, activation& out) override {
-    if (in.height != g_.in_h || in.width != g_.in_w || in.channels != g_.in_c) {
-      throw shape_error("conv2d.int8: input is [" + std::to_string(in.batch) + ", " + std::to_string(in.height) +
-                        ", " + std::to_string(in.width) + ", " + std::to_string(in.channels) + "] (expected [batch, " +
-                        std::to_string(g_.in_h) + ", " + std::to_string(g_.in_w) + ", " + std::to_string(g_.in_c) + "])");
-    }
+    detail::deployed::check_conv_input(in, g_, "conv2d.int8");
     const std::uint8_t* x = detail::deployed::codes_for(in, out_.input(), codes_, fscratch_);
     const tensor_view<const std::uint8_t, 2> xv(x, in.pixels(), g_.in_c);
     const index_t oh = g_.out_h(), ow = g_.out_w(), rows = in.batch * oh * ow;

@@ -4,6 +4,7 @@
 // checks the layers' public functions use. Layer semantics: doc/nn.md.
 #pragma once
 
+#include <algorithm>
 #include <concepts>
 #include <cstddef>
 #include <span>
@@ -118,6 +119,28 @@ concept fake_quant_activation =
       ca.fake_quantize_backward(x, y);
       { ca.calibrated() } -> std::convertible_to<bool>;
     };
+
+/// A layer's input under its activation policy A: for a fake_quant_activation
+/// (QAT) in train mode, or in eval mode once it has observed data, the input is
+/// fake-quantized into `xq` (observed first in train mode, and kept in `raw` for
+/// the straight-through backward); otherwise x itself.
+template <class A, std::size_t R>
+tensor_view<const float, R> quantize_input(A& act, mode m, tensor_view<const float, R> x,
+                                           tensor<float, R>& xq, tensor<float, R>& raw) {
+  if constexpr (fake_quant_activation<A>) {
+    const bool train = m == mode::train;
+    if (train || act.calibrated()) {
+      xq = tensor<float, R>(x.extents());
+      act.fake_quantize(x, xq.view(), train);
+      if (train) {
+        raw = tensor<float, R>(x.extents());
+        std::copy_n(x.data_handle(), x.size(), raw.data());
+      }
+      return xq.cview();
+    }
+  }
+  return x;
+}
 
 /// True when a mask type keeps every weight by construction (prune::all_kept_mask).
 template <class M>

@@ -56,6 +56,8 @@
 #include "qprune/nn/optim.hpp"
 #include "qprune/nn/pooling.hpp"
 #include "qprune/nn/sequential.hpp"
+#include "qprune/nn/structured.hpp"
+#include "qprune/nn/traits.hpp"
 #include "qprune/prune/block.hpp"
 #include "qprune/prune/concepts.hpp"
 #include "qprune/prune/magnitude.hpp"

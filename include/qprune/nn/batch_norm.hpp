@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <cstddef>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -172,6 +173,35 @@ class batch_norm {
       }
     }
     return dx;
+  }
+
+  /// Keeps only the channels in `keep` (strictly increasing indices in
+  /// [0, num_features), non-empty): gamma, beta and the running statistics are
+  /// taken together (structured pruning, nn/structured.hpp); gradients become zero,
+  /// the train-mode cache is dropped. Throws config_error for an invalid `keep`
+  /// (then nothing changes).
+  void keep_channels(std::span<const index_t> keep) {
+    const index_t n = opt_.num_features;
+    for (std::size_t i = 0; i < keep.size(); ++i) {
+      if (keep[i] < 0 || keep[i] >= n || (i > 0 && keep[i] <= keep[i - 1])) {
+        throw config_error("batch_norm: channel list entry " + std::to_string(i) + " is " + std::to_string(keep[i]) +
+                           " (expected strictly increasing indices in [0, " + std::to_string(n) + "))");
+      }
+    }
+    if (keep.empty()) throw config_error("batch_norm: cannot remove all " + std::to_string(n) + " channels");
+    const auto take = [&](const tensor<float, 1>& v) {
+      tensor<float, 1> r(static_cast<index_t>(keep.size()));
+      for (std::size_t i = 0; i < keep.size(); ++i) r(static_cast<index_t>(i)) = v(keep[i]);
+      return r;
+    };
+    gamma_ = take(gamma_);
+    beta_ = take(beta_);
+    running_mean_ = take(running_mean_);
+    running_var_ = take(running_var_);
+    opt_.num_features = static_cast<index_t>(keep.size());
+    gamma_grad_ = tensor<float, 1>(opt_.num_features);
+    beta_grad_ = tensor<float, 1>(opt_.num_features);
+    cached_ = false;
   }
 
   /// gamma (scale), then beta (shift).

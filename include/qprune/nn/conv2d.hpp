@@ -217,6 +217,30 @@ class conv2d {
     w_.zero_grad();
     bias_grad_.fill(0.0f);
   }
+  /// Replaces the filters, viewed as [out, kh*kw*in/groups], and the bias ([out],
+  /// or empty without bias), with in_channels input channels: the layer takes the
+  /// new channel counts (structured pruning, nn/structured.hpp); kernel, stride,
+  /// padding, dilation and groups stay. Gradients become zero, the mask is
+  /// recomputed by the pruner (masked_weight::replace), the train-mode cache is
+  /// dropped; an optimizer that has stepped on the old shapes must be re-created.
+  /// Throws config_error for a non-positive channel count or groups not dividing
+  /// the new counts, shape_error for filters or a bias of the wrong size (then
+  /// nothing changes).
+  void replace_parameters(index_t in_channels, tensor<float, 2> weight, tensor<float, 1> bias) {
+    conv2d_options o = opt_;
+    o.in_channels = in_channels;
+    o.out_channels = weight.extent(0);
+    (void)checked(o);
+    detail::check_shape(weight.extents(), extents<2>(o.out_channels, o.kernel_h * o.kernel_w * (in_channels / o.groups)),
+                        "conv2d", "replacement filters");
+    detail::check_shape(bias.extents(), extents<1>(o.use_bias ? o.out_channels : 0), "conv2d", "replacement bias");
+    w_.replace(std::move(weight));
+    opt_ = o;
+    bias_ = std::move(bias);
+    bias_grad_ = tensor<float, 1>(bias_.extents());
+    input_ = tensor<float, 4>();
+    cached_ = false;
+  }
   void apply_mask() { w_.apply_mask(); }
   void update_mask() { w_.update_mask(); }
   template <prune::pruning_schedule S>

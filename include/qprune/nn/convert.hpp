@@ -28,6 +28,7 @@
 #include "qprune/nn/layer.hpp"
 #include "qprune/nn/pooling.hpp"
 #include "qprune/nn/sequential.hpp"
+#include "qprune/nn/traits.hpp"
 #include "qprune/prune/sparse_storage.hpp"
 #include "qprune/quant/int4.hpp"
 #include "qprune/quant/int8.hpp"
@@ -72,16 +73,6 @@ struct convert_options {
 };
 
 namespace detail::convert {
-
-template <class T> struct is_dense : std::false_type {};
-template <class W, class P, class A> struct is_dense<dense<W, P, A>> : std::true_type {};
-template <class T> struct is_conv : std::false_type {};
-template <class W, class P, class A> struct is_conv<conv2d<W, P, A>> : std::true_type {};
-
-template <class L> constexpr bool is_dense_v = is_dense<std::remove_cvref_t<L>>::value;
-template <class L> constexpr bool is_conv_v = is_conv<std::remove_cvref_t<L>>::value;
-template <class L> constexpr bool is_relu_v = std::same_as<std::remove_cvref_t<L>, relu>;
-template <class L> constexpr bool is_bn_v = std::same_as<std::remove_cvref_t<L>, batch_norm>;
 
 /// The activation observer of one calibration point.
 class calibrator {
@@ -467,7 +458,7 @@ template <class... L>
   model.set_mode(mode::eval);
   using first = std::remove_cvref_t<decltype(model.template get<0>())>;
   detail::convert::walk s{opt, out, opt.input_height, opt.input_width, opt.input_channels,
-                          !detail::convert::is_dense_v<first>, std::nullopt};
+                          !detail::is_dense_v<first>, std::nullopt};
   if (calibration) {
     if (calibration->extent(1) != features) {
       throw shape_error("calibration samples have " + std::to_string(calibration->extent(1)) +

@@ -138,6 +138,26 @@ class dense {
     w_.zero_grad();
     bias_grad_.fill(0.0f);
   }
+  /// Replaces the weights [out, in] and the bias ([out], or empty without bias):
+  /// the layer takes their shape (structured pruning, nn/structured.hpp). Gradients
+  /// become zero, the mask is recomputed by the pruner (masked_weight::replace),
+  /// the train-mode cache is dropped; an optimizer that has stepped on the old
+  /// shapes must be re-created. Throws config_error for an empty weight, shape_error
+  /// for a bias of the wrong size (then nothing changes).
+  void replace_parameters(tensor<float, 2> weight, tensor<float, 1> bias) {
+    const index_t out = weight.extent(0), in = weight.extent(1);
+    detail::check_positive(in, "dense", "in_features");
+    detail::check_positive(out, "dense", "out_features");
+    detail::check_shape(bias.extents(), extents<1>(opt_.use_bias ? out : 0), "dense", "replacement bias");
+    w_.replace(std::move(weight));
+    opt_.in_features = in;
+    opt_.out_features = out;
+    bias_ = std::move(bias);
+    bias_grad_ = tensor<float, 1>(bias_.extents());
+    input_ = tensor<float, 2>();
+    cached_ = false;
+  }
+
   /// w ← mask ⊙ w.
   void apply_mask() { w_.apply_mask(); }
   /// mask ← pruner.compute_mask(w), w ← mask ⊙ w.

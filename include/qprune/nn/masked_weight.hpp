@@ -135,6 +135,25 @@ class masked_weight {
 
   void zero_grad() noexcept { grad_.fill(0.0f); }
 
+  /// Replaces the master weights by `value` of any shape (structured pruning
+  /// makes a layer physically smaller): the gradient becomes zeros of the new
+  /// shape, the quantizer's storage slot is emptied, and the mask is recomputed by
+  /// the pruner from the new weights and applied (prune::none: nothing). Throws
+  /// what the pruner throws (then nothing changes).
+  void replace(tensor<float, 2> value) {
+    mask_type m{};
+    if constexpr (!always_dense) {
+      m = pruner_.compute_mask(value.cview());
+      m.apply(value.view());
+    }
+    grad_ = tensor<float, 2>(value.extents());
+    value_ = std::move(value);
+    mask_ = std::move(m);
+    masked_ = tensor<float, 2>();
+    eff_ = tensor<float, 2>();
+    storage_.reset();
+  }
+
   /// The weights as a `parameter` (value + gradient spans).
   parameter as_parameter() noexcept { return {value_.span(), grad_.span(), parameter_kind::weight}; }
 

@@ -1,0 +1,1 @@
+qprune_add_test_binary(qprune_nn_structured_tests nn/structured_test.cpp)

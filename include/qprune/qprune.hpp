@@ -53,6 +53,7 @@
 #include "qprune/nn/layer.hpp"
 #include "qprune/nn/loss.hpp"
 #include "qprune/nn/masked_weight.hpp"
+#include "qprune/nn/model_file.hpp"
 #include "qprune/nn/optim.hpp"
 #include "qprune/nn/pooling.hpp"
 #include "qprune/nn/sequential.hpp"

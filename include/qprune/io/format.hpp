@@ -851,6 +851,35 @@ template <prune::sparse_value V>
   return e;
 }
 
+/// The bitmask encoding of a CSR matrix: the same values and scales (both store
+/// the kept entries in row-major order), the pattern as one bit per element
+/// (bit i % 8 of byte i / 8 for row-major element i), written into `mask`, which
+/// must outlive the save. Smaller than CSR's indices once more than about one
+/// element in 8 (uint8 indices) to 16 (uint16) is kept; load_csr reads it back.
+template <prune::sparse_value V>
+[[nodiscard]] tensor_entry bitmask_entry(std::string name, const prune::csr_matrix<V>& a,
+                                         std::vector<std::uint8_t>& mask) {
+  tensor_entry e;
+  e.info.name = std::move(name);
+  e.info.enc = encoding::bitmask;
+  detail::sparse_common<V>(e.info, a.rows(), a.cols(), a.nnz(), a.scales());
+  mask.assign(static_cast<std::size_t>((a.rows() * a.cols() + 7) / 8), 0);
+  std::visit(
+      [&](const auto& ci, const auto& rp) {
+        for (index_t r = 0; r < a.rows(); ++r) {
+          for (auto k = rp[static_cast<std::size_t>(r)]; k < rp[static_cast<std::size_t>(r) + 1]; ++k) {
+            const auto i = static_cast<std::size_t>(r * a.cols() + static_cast<index_t>(ci[static_cast<std::size_t>(k)]));
+            mask[i >> 3] = static_cast<std::uint8_t>(mask[i >> 3] | (1u << (i & 7)));
+          }
+        }
+      },
+      a.col_indices(), a.row_ptr());
+  e.sections[0] = std::as_bytes(a.values());
+  e.sections[1] = std::as_bytes(a.scales());
+  e.sections[5] = std::as_bytes(std::span<const std::uint8_t>(mask));
+  return e;
+}
+
 /// A packed N:M matrix: every slot's value, bit-packed slot positions, N and M
 /// (scales as for CSR); nnz records the kept entries.
 template <prune::sparse_value V>
@@ -1577,16 +1606,26 @@ void check_rebuilt(const tensor_ref& r, const S& a) {
 
 }  // namespace detail
 
-/// A CSR matrix rebuilt with csr_matrix::from_dense over the stored pattern
-/// (exact for matrices the library wrote; io_error otherwise, or if the tensor is
-/// not CSR of value type V).
+/// A CSR matrix rebuilt with csr_matrix::from_dense over the stored pattern of a
+/// CSR- or bitmask-encoded tensor (exact for matrices the library wrote; io_error
+/// otherwise, or if the tensor is neither of value type V).
 template <prune::sparse_value V>
 [[nodiscard]] prune::csr_matrix<V> load_csr(const tensor_ref& r) {
-  detail::check_sparse_kind<V>(*r.info, encoding::csr);
+  const bool bitmask = r.info->enc == encoding::bitmask;
+  detail::check_sparse_kind<V>(*r.info, bitmask ? encoding::bitmask : encoding::csr);
   const auto rows = r.info->shape[0], cols = r.info->shape[1];
   qprune::tensor<float, 2> w(rows, cols);
   qprune::tensor<std::uint8_t, 2> keep(rows, cols);
   detail::rebuild_rows<V>(r, w.span());
+  if (bitmask) {
+    const std::byte* m = r.bytes(section::mask).data();
+    for (index_t i = 0; i < rows * cols; ++i) {
+      keep.data()[i] = static_cast<std::uint8_t>((static_cast<unsigned>(m[i >> 3]) >> (i & 7)) & 1u);
+    }
+    auto a = prune::csr_matrix<V>::from_dense(w.cview(), keep.cview());
+    detail::check_rebuilt(r, a);
+    return a;
+  }
   const std::byte* rp = r.bytes(section::row_ptr).data();
   const std::byte* ci = r.bytes(section::indices).data();
   for (index_t i = 0; i < rows; ++i) {

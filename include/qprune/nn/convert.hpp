@@ -156,38 +156,9 @@ inline void fold_batch_norm(folded& f, batch_norm& bn) {
   }
 }
 
-inline tensor<float, 2> rounded_to(const tensor<float, 2>& w, weight_format f) {
-  tensor<float, 2> r(w.extents());
-  for (index_t i = 0; i < w.size(); ++i) {
-    const float v = w.data()[i];
-    r.data()[i] = f == weight_format::fp16 ? static_cast<float>(half(v)) : static_cast<float>(bfloat16(v));
-  }
-  return r;
-}
-
 /// The int8 codes and per-row scales of the weight policy quant::int8 (the codes
 /// a QAT layer's fake-quant used).
 inline quant::int8_weights int8_codes(const tensor<float, 2>& w) { return quant::int8{}.quantize(w.cview()); }
-
-/// A float conv that reports its weights' storage bytes (fp16/bf16 weights widened).
-class stored_conv final : public op {
- public:
-  stored_conv(const kernels::conv2d_geometry& g, tensor<float, 2> w, std::vector<float> bias, bool relu,
-              std::string name, int bytes_per_weight)
-      : conv_(g, std::move(w), std::move(bias), relu), name_(std::move(name)), bpw_(bytes_per_weight) {}
-  std::string kind() const override { return name_; }
-  std::int64_t weight_bytes() const noexcept override {
-    const kernels::conv2d_geometry& g = conv_.geometry();
-    return g.out_c * g.patch() * bpw_ + 4 * g.out_c;  // weights at bpw_ bytes, float32 bias
-  }
-  double sparsity() const noexcept override { return conv_.sparsity(); }
-  void forward(const activation& in, activation& out) override { conv_.forward(in, out); }
-
- private:
-  float_conv conv_;
-  std::string name_;
-  int bpw_;
-};
 
 /// State carried through the layer walk.
 struct walk {
@@ -338,9 +309,9 @@ std::unique_ptr<op> conv_op(L& layer, const kernels::conv2d_geometry& g, folded&
   const convert_options& o = s.opt;
   switch (o.format) {
     case weight_format::fp16:
-      return std::make_unique<stored_conv>(g, rounded_to(f.w, o.format), f.bias, relu, "conv2d.f16", 2);
+      return std::make_unique<half_conv<half>>(g, f.w.cview(), f.bias, relu);
     case weight_format::bf16:
-      return std::make_unique<stored_conv>(g, rounded_to(f.w, o.format), f.bias, relu, "conv2d.bf16", 2);
+      return std::make_unique<half_conv<bfloat16>>(g, f.w.cview(), f.bias, relu);
     case weight_format::int8_static: {
       const quant::affine_params in = input_params(layer, s);
       const quant::int8_weights q = int8_codes(f.w);

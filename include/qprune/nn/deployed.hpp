@@ -5,6 +5,9 @@
 // N:M) and running on the library's kernels. Activations between operations are
 // float, or uint8 codes with one (scale, zero point) when two int8 operations
 // follow each other (static int8: requantized in the GEMM's output stage).
+// Every op class exposes the stored form of its weights and its settings
+// (weight(), codes(), bias(), relu(), geometry(), ...), which nn/model_file.hpp
+// writes to and reads from a .qpr file; see each class for what it keeps for that.
 #pragma once
 
 #include <algorithm>
@@ -166,9 +169,14 @@ inline std::int64_t float_bytes(std::size_t n) noexcept { return 4 * static_cast
 class int8_output {
  public:
   int8_output() = default;
+  /// Throws shape_error unless `bias` is empty or has one value per weight scale.
   int8_output(std::vector<float> w_scales, std::span<const float> bias, quant::affine_params in, bool relu)
-      : w_scales_(std::move(w_scales)), in_(in), relu_(relu) {
+      : w_scales_(std::move(w_scales)), bias_f_(bias.begin(), bias.end()), in_(in), relu_(relu) {
     const auto n = w_scales_.size();
+    if (!bias.empty() && bias.size() != n) {
+      throw shape_error("int8 output stage: bias has " + std::to_string(bias.size()) + " values (expected " +
+                        std::to_string(n) + " or none)");
+    }
     bias_q_.assign(n, 0);
     out_scale_.resize(n);
     out_bias_.resize(n);
@@ -185,6 +193,9 @@ class int8_output {
   [[nodiscard]] bool relu() const noexcept { return relu_; }
   [[nodiscard]] const std::vector<float>& weight_scales() const noexcept { return w_scales_; }
   [[nodiscard]] const std::vector<std::int32_t>& bias() const noexcept { return bias_q_; }
+  /// The float bias the stage was built from (empty for none): what a saved
+  /// model stores, so that loading derives the same int32 bias (4 bytes per channel kept).
+  [[nodiscard]] std::span<const float> float_bias() const noexcept { return bias_f_; }
   [[nodiscard]] bool emits_codes() const noexcept { return stage_ != nullptr; }
   [[nodiscard]] const quant::affine_params& output() const noexcept { return out_; }
   /// Requantize to uint8 codes with parameters p (fused ReLU as the clamp).
@@ -204,12 +215,33 @@ class int8_output {
 
  private:
   std::vector<float> w_scales_;
+  std::vector<float> bias_f_;
   std::vector<std::int32_t> bias_q_;
   std::vector<float> out_scale_, out_bias_;
   quant::affine_params in_{}, out_{};
   bool relu_ = false;
   std::shared_ptr<const kernels::requant_stage<std::uint8_t>> stage_;
 };
+
+/// Throws shape_error unless `bias` is empty or has `n` values.
+inline void check_bias(std::size_t bias, index_t n, const std::string& who) {
+  if (bias != 0 && static_cast<index_t>(bias) != n) {
+    throw shape_error(who + ": bias has " + std::to_string(bias) + " values (expected " + std::to_string(n) +
+                      " or none)");
+  }
+}
+
+/// A copy of int8 weight codes [rows, cols] after checking that there is one
+/// scale per row. Throws shape_error otherwise.
+inline tensor<std::int8_t, 2> checked_codes(tensor_view<const std::int8_t, 2> codes, std::size_t scales,
+                                           const std::string& who) {
+  if (static_cast<index_t>(scales) != codes.extent(0)) {
+    throw shape_error(who + ": " + std::to_string(scales) + " weight scales for " + std::to_string(codes.extent(0)) +
+                      " output channels (expected one per channel)");
+  }
+  return tensor<std::int8_t, 2>(codes.extents(), std::span<const std::int8_t>(
+                                                     codes.data_handle(), static_cast<std::size_t>(codes.size())));
+}
 
 /// Fraction of exact zeros (float weights or integer codes).
 template <class T>
@@ -229,8 +261,11 @@ double zero_fraction(std::span<const T> w) noexcept {
 /// fp32 Dense on Eigen's GEMM.
 class float_dense final : public op {
  public:
+  /// w [out, in]; bias out values or empty. Throws shape_error for another bias size.
   float_dense(tensor<float, 2> w, std::vector<float> bias, bool relu)
-      : w_(std::move(w)), bias_(std::move(bias)), relu_(relu) {}
+      : w_(std::move(w)), bias_(std::move(bias)), relu_(relu) {
+    detail::deployed::check_bias(bias_.size(), w_.extent(0), "dense.f32");
+  }
   std::string kind() const override { return "dense.f32"; }
   std::int64_t weight_bytes() const noexcept override {
     return detail::deployed::float_bytes(static_cast<std::size_t>(w_.size()) + bias_.size());
@@ -249,7 +284,10 @@ class float_dense final : public op {
     }
     if (relu_) detail::deployed::relu_inplace(std::span<float>(out.values));
   }
+  /// The weights [out, in], the bias (empty for none) and whether ReLU is fused.
   const tensor<float, 2>& weight() const noexcept { return w_; }
+  std::span<const float> bias() const noexcept { return bias_; }
+  bool relu() const noexcept { return relu_; }
 
  private:
   tensor<float, 2> w_;
@@ -259,12 +297,19 @@ class float_dense final : public op {
 };
 
 /// Dense with fp16 or bf16 weights (kernels::gemm_f16: panels widened in registers).
+/// Keeps only the packed panels; weight() unpacks them for saving.
 template <class H>
 class half_dense final : public op {
  public:
+  /// w [out, in] rounded to H (nearest even); bias out values or empty (shape_error otherwise).
   half_dense(tensor_view<const float, 2> w, std::vector<float> bias, bool relu)
-      : w_(kernels::pack_f16<H>(w)), bias_(std::move(bias)), relu_(relu), n_(w.extent(0)), k_(w.extent(1)),
-        sparsity_(detail::deployed::zero_fraction(std::span<const float>(w.data_handle(), static_cast<std::size_t>(w.size())))) {}
+      : w_(kernels::pack_f16<H>(w)), bias_(std::move(bias)), relu_(relu), n_(w.extent(0)), k_(w.extent(1)) {
+    detail::deployed::check_bias(bias_.size(), n_, kind());
+    // Zeros of the stored H values (a float that rounds to +-0 counts).
+    std::size_t z = 0;
+    for (index_t i = 0; i < w.size(); ++i) z += static_cast<float>(H(w.data_handle()[i])) == 0.0f ? 1 : 0;
+    sparsity_ = w.size() == 0 ? 0.0 : static_cast<double>(z) / static_cast<double>(w.size());
+  }
   std::string kind() const override { return std::same_as<H, half> ? "dense.f16" : "dense.bf16"; }
   std::int64_t weight_bytes() const noexcept override {
     return 2 * n_ * k_ + detail::deployed::float_bytes(bias_.size());
@@ -276,6 +321,21 @@ class half_dense final : public op {
     out.set_float(in.batch, 1, 1, n_);
     kernels::gemm_f16<H>(tensor_view<const float, 2>(x, in.batch, k_), w_, bias_, relu_, out.rows());
   }
+  /// The stored weights [out, in] as H values, unpacked from the kernel's panels
+  /// (a new tensor, 2 bytes per weight).
+  [[nodiscard]] tensor<H, 2> weight() const {
+    tensor<H, 2> r(n_, k_);
+    const H* p = w_.data();
+    const index_t wd = w_.panel();
+    for (index_t i = 0; i < n_; ++i) {
+      for (index_t j = 0; j < k_; ++j) {
+        r(i, j) = wd == 0 ? p[i * k_ + j] : p[((i / wd) * k_ + j) * wd + i % wd];
+      }
+    }
+    return r;
+  }
+  std::span<const float> bias() const noexcept { return bias_; }
+  bool relu() const noexcept { return relu_; }
 
  private:
   kernels::packed_f16<H> w_;
@@ -289,13 +349,16 @@ class half_dense final : public op {
 /// Static int8 Dense: per-channel symmetric int8 weights, the input quantized
 /// with calibrated (scale, zero point) to uint8, int32 bias, and either a float
 /// output stage or requantization to the next int8 op's input parameters.
+/// Memory: besides the packed panels it keeps the row-major codes (1 byte per
+/// weight) and the float bias, the form a saved model stores.
 class int8_dense final : public op {
  public:
-  /// codes [out, in] with one scale per row; `in` the calibrated input parameters.
+  /// codes [out, in] with one scale per row; `in` the calibrated input parameters;
+  /// bias out values or empty. Throws shape_error for other sizes.
   int8_dense(tensor_view<const std::int8_t, 2> codes, std::vector<float> w_scales, std::span<const float> bias,
              quant::affine_params in, bool relu)
-      : w_(kernels::pack_s8(codes)), out_(std::move(w_scales), bias, in, relu), n_(codes.extent(0)),
-        k_(codes.extent(1)) {
+      : wcodes_(detail::deployed::checked_codes(codes, w_scales.size(), "dense.int8")), w_(kernels::pack_s8(codes)),
+        out_(std::move(w_scales), bias, in, relu), n_(codes.extent(0)), k_(codes.extent(1)) {
     sparsity_ = detail::deployed::zero_fraction(
         std::span<const std::int8_t>(codes.data_handle(), static_cast<std::size_t>(codes.size())));
   }
@@ -308,7 +371,10 @@ class int8_dense final : public op {
     out_.emit(p);
     return true;
   }
+  /// Weight scales, input parameters, bias, ReLU and output stage.
   const detail::deployed::int8_output& stage() const noexcept { return out_; }
+  /// The weight codes [out, in], row-major.
+  const tensor<std::int8_t, 2>& codes() const noexcept { return wcodes_; }
   void forward(const activation& in, activation& out) override {
     detail::deployed::check_features(in, k_, "dense.int8");
     const std::uint8_t* x = detail::deployed::codes_for(in, out_.input(), codes_, fscratch_);
@@ -324,6 +390,7 @@ class int8_dense final : public op {
   }
 
  private:
+  tensor<std::int8_t, 2> wcodes_;
   kernels::packed_s8 w_;
   detail::deployed::int8_output out_;
   index_t n_, k_;
@@ -333,12 +400,21 @@ class int8_dense final : public op {
 };
 
 /// Dynamic int8 Dense (quant::dynamic_linear, qprune's rule, uint8 activations
-/// chosen per call), then ReLU when fused.
+/// chosen per call), then ReLU when fused. The layer's codes, scales and bias
+/// (linear()) are what a saved model stores; nothing extra is kept.
 class dynamic_dense final : public op {
  public:
+  /// w [out, in] quantized per row (symmetric int8, [-127, 127]); bias out values
+  /// or empty. Throws as quant::dynamic_linear (shape_error, config_error for
+  /// non-finite values).
   dynamic_dense(tensor_view<const float, 2> w, std::span<const float> bias, bool relu)
       : lin_(w, bias, quant::weight_granularity::per_channel, quant::dynamic_scheme::for_qprune(quant::dtype::uint8)),
-        relu_(relu), sparsity_(detail::deployed::zero_fraction(std::span<const float>(w.data_handle(), static_cast<std::size_t>(w.size())))) {}
+        relu_(relu) {
+    // Zeros of the stored codes.
+    const auto q = lin_.weight_codes<std::int8_t>();
+    sparsity_ = detail::deployed::zero_fraction(
+        std::span<const std::int8_t>(q.data_handle(), static_cast<std::size_t>(q.size())));
+  }
   std::string kind() const override { return "dense.dynamic_int8"; }
   std::int64_t weight_bytes() const noexcept override {
     return lin_.out_features() * lin_.in_features() + 8 * lin_.out_features();
@@ -351,20 +427,30 @@ class dynamic_dense final : public op {
     lin_.forward(tensor_view<const float, 2>(x, in.batch, lin_.in_features()), out.rows());
     if (relu_) detail::deployed::relu_inplace(std::span<float>(out.values));
   }
+  /// The quantized layer: weight_codes<std::int8_t>(), weight_params(), bias().
+  const quant::dynamic_linear& linear() const noexcept { return lin_; }
+  bool relu() const noexcept { return relu_; }
 
  private:
   quant::dynamic_linear lin_;
   bool relu_;
-  double sparsity_;
+  double sparsity_ = 0.0;
   aligned_vector<float> scratch_;
 };
 
 /// Dense with 4-bit grouped weights (kernels::gemm_q4_dynamic: activations
 /// quantized per row and group to int8 on the fly, integer dot products).
+/// Memory: besides the kernel's packing it keeps the packed_int4_matrix it was
+/// built from (half a byte per weight plus the group parameters), the form a
+/// saved model stores.
 class int4_dense final : public op {
  public:
+  /// w [out, in]; bias out values or empty. Throws as kernels::pack_q4, and
+  /// shape_error for another bias size.
   int4_dense(const quant::packed_int4_matrix& w, std::vector<float> bias, bool relu)
-      : w_(kernels::pack_q4(w)), bias_(std::move(bias)), relu_(relu), bytes_(quant::storage_bytes(w)) {}
+      : src_(w), w_(kernels::pack_q4(w)), bias_(std::move(bias)), relu_(relu), bytes_(quant::storage_bytes(w)) {
+    detail::deployed::check_bias(bias_.size(), w.rows, "dense.int4");
+  }
   std::string kind() const override { return "dense.int4"; }
   std::int64_t weight_bytes() const noexcept override { return bytes_ + detail::deployed::float_bytes(bias_.size()); }
   void forward(const activation& in, activation& out) override {
@@ -373,8 +459,13 @@ class int4_dense final : public op {
     out.set_float(in.batch, 1, 1, w_.rows());
     kernels::gemm_q4_dynamic(tensor_view<const float, 2>(x, in.batch, w_.cols()), w_, bias_, relu_, out.rows());
   }
+  /// The 4-bit weights as built (codes packed per row, group scales / zero points).
+  const quant::packed_int4_matrix& weight() const noexcept { return src_; }
+  std::span<const float> bias() const noexcept { return bias_; }
+  bool relu() const noexcept { return relu_; }
 
  private:
+  quant::packed_int4_matrix src_;
   kernels::packed_q4 w_;
   std::vector<float> bias_;
   bool relu_;
@@ -387,8 +478,11 @@ class int4_dense final : public op {
 template <class Matrix>
 class sparse_dense final : public op {
  public:
+  /// bias w.rows() values or empty (shape_error otherwise).
   sparse_dense(Matrix w, std::vector<float> bias, bool relu)
-      : w_(std::move(w)), bias_(std::move(bias)), relu_(relu) {}
+      : w_(std::move(w)), bias_(std::move(bias)), relu_(relu) {
+    detail::deployed::check_bias(bias_.size(), w_.rows(), kind());
+  }
   std::string kind() const override {
     return std::string(Matrix::format == prune::storage_format::csr ? "dense.csr." : "dense.nm.") +
            std::string(prune::to_string(Matrix::kind));
@@ -407,6 +501,10 @@ class sparse_dense final : public op {
     kernels::spmm(tensor_view<const float, 2>(x, in.batch, w_.cols()), w_, out.rows(), bias_);
     if (relu_) detail::deployed::relu_inplace(std::span<float>(out.values));
   }
+  /// The sparse weights [out, in] (stored as they are saved).
+  const Matrix& weight() const noexcept { return w_; }
+  std::span<const float> bias() const noexcept { return bias_; }
+  bool relu() const noexcept { return relu_; }
 
  private:
   Matrix w_;
@@ -423,6 +521,7 @@ class sparse_dense final : public op {
 class float_conv final : public op {
  public:
   /// g: geometry (batch ignored); w [out_c, patch]; bias out_c values or empty.
+  /// Throws as conv2d_geometry::validate, shape_error for other weight or bias sizes.
   float_conv(const kernels::conv2d_geometry& g, tensor<float, 2> w, std::vector<float> bias, bool relu)
       : g_(g), w_(std::move(w)), bias_(std::move(bias)), relu_(relu) {
     g_.batch = 1;
@@ -432,6 +531,7 @@ class float_conv final : public op {
                         std::to_string(w_.extent(1)) + "] (expected [" + std::to_string(g_.out_c) + ", " +
                         std::to_string(g_.patch()) + "])");
     }
+    detail::deployed::check_bias(bias_.size(), g_.out_c, "conv2d.f32");
   }
   std::string kind() const override { return "conv2d.f32"; }
   std::int64_t weight_bytes() const noexcept override {
@@ -469,7 +569,12 @@ class float_conv final : public op {
       }
     }
   }
+  /// The geometry (batch 1), the filters [out_c, patch] (OHWI rows), the bias
+  /// (empty for none) and whether ReLU is fused.
   const kernels::conv2d_geometry& geometry() const noexcept { return g_; }
+  const tensor<float, 2>& weight() const noexcept { return w_; }
+  std::span<const float> bias() const noexcept { return bias_; }
+  bool relu() const noexcept { return relu_; }
 
  private:
   kernels::conv2d_geometry geometry_for(const activation& in) const {
@@ -486,14 +591,64 @@ class float_conv final : public op {
   aligned_vector<float> scratch_, cols_;
 };
 
+/// Conv2d with fp16 or bf16 weights: each weight is rounded to H once (nearest
+/// even) and the conv runs in float (float_conv) on the exactly widened values,
+/// so it computes a float conv with the rounded weights. Memory: the widened
+/// weights, 4 bytes each; weight_bytes() and a saved file count 2.
+template <class H>
+class half_conv final : public op {
+ public:
+  /// As float_conv; w [out_c, patch] is rounded to H.
+  half_conv(const kernels::conv2d_geometry& g, tensor_view<const float, 2> w, std::vector<float> bias, bool relu)
+      : conv_(g, rounded(w), std::move(bias), relu) {}
+  std::string kind() const override { return std::same_as<H, half> ? "conv2d.f16" : "conv2d.bf16"; }
+  std::int64_t weight_bytes() const noexcept override {
+    return 2 * conv_.weight().size() + detail::deployed::float_bytes(conv_.bias().size());
+  }
+  double sparsity() const noexcept override { return conv_.sparsity(); }
+  void forward(const activation& in, activation& out) override { conv_.forward(in, out); }
+  const kernels::conv2d_geometry& geometry() const noexcept { return conv_.geometry(); }
+  /// The stored weights [out_c, patch] as H values (a new tensor; exact).
+  [[nodiscard]] tensor<H, 2> weight() const {
+    const tensor<float, 2>& w = conv_.weight();
+    tensor<H, 2> r(w.extents());
+    for (index_t i = 0; i < w.size(); ++i) r.data()[i] = H(w.data()[i]);
+    return r;
+  }
+  std::span<const float> bias() const noexcept { return conv_.bias(); }
+  bool relu() const noexcept { return conv_.relu(); }
+
+ private:
+  static tensor<float, 2> rounded(tensor_view<const float, 2> w) {
+    tensor<float, 2> r(w.extents());
+    for (index_t i = 0; i < w.extent(0); ++i)
+      for (index_t j = 0; j < w.extent(1); ++j) r(i, j) = static_cast<float>(H(w(i, j)));
+    return r;
+  }
+
+  float_conv conv_;
+};
+
 /// Static int8 Conv2d on kernels::conv2d_s8 (im2col + int8 GEMM, or the direct
-/// depthwise kernel), with the same output stages as int8_dense.
+/// depthwise kernel), with the same output stages as int8_dense. Memory: besides
+/// the packed weights it keeps the codes [out_c, patch] (1 byte per weight) and
+/// the float bias, the form a saved model stores.
 class int8_conv final : public op {
  public:
+  /// codes [out_c, patch] (OHWI rows) with one scale per output channel; bias
+  /// out_c values or empty. Throws as conv2d_geometry::validate and shape_error
+  /// for other sizes.
   int8_conv(const kernels::conv2d_geometry& g, tensor_view<const std::int8_t, 2> codes, std::vector<float> w_scales,
             std::span<const float> bias, quant::affine_params in, bool relu)
-      : g_(g), out_(std::move(w_scales), bias, in, relu) {
+      : g_(g), wcodes_(detail::deployed::checked_codes(codes, w_scales.size(), "conv2d.int8")),
+        out_(std::move(w_scales), bias, in, relu) {
     g_.batch = 1;
+    g_.validate();
+    if (codes.extent(0) != g_.out_c || codes.extent(1) != g_.patch()) {
+      throw shape_error("conv2d.int8: weights are [" + std::to_string(codes.extent(0)) + ", " +
+                        std::to_string(codes.extent(1)) + "] (expected [" + std::to_string(g_.out_c) + ", " +
+                        std::to_string(g_.patch()) + "])");
+    }
     w_ = kernels::pack_conv_s8(g_, codes);
     bytes_ = codes.size();
   }
@@ -505,6 +660,10 @@ class int8_conv final : public op {
     out_.emit(p);
     return true;
   }
+  /// The geometry (batch 1), the codes [out_c, patch] and the output stage.
+  const kernels::conv2d_geometry& geometry() const noexcept { return g_; }
+  const tensor<std::int8_t, 2>& codes() const noexcept { return wcodes_; }
+  const detail::deployed::int8_output& stage() const noexcept { return out_; }
   void forward(const activation& in, activation& out) override {
     detail::deployed::check_conv_input(in, g_, "conv2d.int8");
     const std::uint8_t* x = detail::deployed::codes_for(in, out_.input(), codes_, fscratch_);
@@ -523,6 +682,7 @@ class int8_conv final : public op {
 
  private:
   kernels::conv2d_geometry g_;
+  tensor<std::int8_t, 2> wcodes_;
   kernels::packed_conv_s8 w_;
   detail::deployed::int8_output out_;
   index_t bytes_ = 0;
@@ -543,6 +703,8 @@ class relu_op final : public op {
   explicit relu_op(float cap = std::numeric_limits<float>::infinity()) : cap_(cap) {}
   std::string kind() const override { return std::isinf(cap_) ? "relu" : "relu6"; }
   bool passes_codes() const noexcept override { return true; }
+  /// The upper clamp (+inf for ReLU).
+  float cap() const noexcept { return cap_; }
   void forward(const activation& in, activation& out) override {
     if (in.quantized) {
       out.set_codes(in.batch, in.height, in.width, in.channels, in.params);
@@ -580,6 +742,9 @@ class pool_op final : public op {
   }
   std::string kind() const override { return kind_ == kind_t::max ? "max_pool2d" : "avg_pool2d"; }
   bool passes_codes() const noexcept override { return kind_ == kind_t::max; }
+  kind_t pool_kind() const noexcept { return kind_; }
+  index_t window() const noexcept { return k_; }
+  index_t stride() const noexcept { return s_; }
   void forward(const activation& in, activation& out) override {
     if (in.height < k_ || in.width < k_) {
       throw shape_error(kind() + ": input " + std::to_string(in.height) + " x " + std::to_string(in.width) +
@@ -655,8 +820,14 @@ class flatten_op final : public op {
 /// not be folded into a preceding Dense or Conv.
 class channel_affine_op final : public op {
  public:
+  /// Throws shape_error unless scale and shift have the same size.
   channel_affine_op(std::vector<float> scale, std::vector<float> shift)
-      : scale_(std::move(scale)), shift_(std::move(shift)) {}
+      : scale_(std::move(scale)), shift_(std::move(shift)) {
+    if (scale_.size() != shift_.size()) {
+      throw shape_error("batch_norm: " + std::to_string(scale_.size()) + " scales and " +
+                        std::to_string(shift_.size()) + " shifts (expected one of each per channel)");
+    }
+  }
   std::string kind() const override { return "batch_norm"; }
   std::int64_t weight_bytes() const noexcept override {
     return detail::deployed::float_bytes(scale_.size() + shift_.size());
@@ -671,6 +842,9 @@ class channel_affine_op final : public op {
         out.values[i] = x[i] * scale_[static_cast<std::size_t>(c)] + shift_[static_cast<std::size_t>(c)];
       }
   }
+  /// The per-channel scale and shift.
+  std::span<const float> scale() const noexcept { return scale_; }
+  std::span<const float> shift() const noexcept { return shift_; }
 
  private:
   std::vector<float> scale_, shift_;

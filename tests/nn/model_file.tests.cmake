@@ -1,0 +1,1 @@
+qprune_add_test_binary(qprune_nn_model_file_tests nn/model_file_test.cpp)

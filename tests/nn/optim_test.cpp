@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdint>
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <vector>
@@ -79,6 +80,26 @@ TEST(NnOptim, StepsMatchTorchOptim) {
       }
     }
   }
+}
+
+// The one documented deviation from torch.optim: state that would be subnormal is
+// stored as +0. A gradient of 1e-37 gives Adam m = 1e-38 (< FLT_MIN) and v = 0 (underflow):
+// PyTorch then moves a zero weight by lr / 0.1 * 1e-38 / eps = 1e-32; qprune leaves it at 0.
+// Likewise SGD's momentum buffer.
+TEST(NnOptim, SubnormalStateIsFlushedToZero) {
+  EXPECT_EQ(nn::detail::flush_subnormal(1e-39f), 0.0f);
+  EXPECT_FALSE(std::signbit(nn::detail::flush_subnormal(-1e-40f)));
+  EXPECT_EQ(nn::detail::flush_subnormal(std::numeric_limits<float>::min()), std::numeric_limits<float>::min());
+  EXPECT_EQ(nn::detail::flush_subnormal(-2.5f), -2.5f);
+  one_param p{{0.0f, 0.0f}, {1e-37f, 1.0f}};
+  nn::adam adam({.lr = 1e-3});
+  adam.step(p);
+  EXPECT_EQ(p.value[0], 0.0f);
+  EXPECT_NE(p.value[1], 0.0f);  // a normal gradient still moves its weight
+  one_param q{{0.0f}, {1e-39f}};
+  nn::sgd sgd({.lr = 1.0, .momentum = 0.9});
+  sgd.step(q);
+  EXPECT_EQ(q.value[0], 0.0f);  // the buffer (1e-39) was flushed before the update
 }
 
 TEST(NnOptim, RejectsBadHyperParameters) {

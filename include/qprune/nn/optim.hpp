@@ -2,11 +2,14 @@
 // tensor path): SGD with momentum, dampening, Nesterov and L2 weight decay, and
 // Adam with bias correction. They update any `parameterised` model and then
 // re-apply its pruning masks, so pruned weights stay exactly zero.
+// One deviation: optimizer state that would become subnormal is stored as 0
+// (flush_subnormal below), as TensorFlow's CPU default flush-to-zero does.
 #pragma once
 
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <span>
 #include <string>
 #include <vector>
@@ -45,6 +48,17 @@ class optimizer_state {
  private:
   std::vector<std::vector<std::vector<float>>> bufs_;
 };
+
+/// x, or +0 when |x| < FLT_MIN (a subnormal). A pruned weight's gradient is 0, so
+/// its momentum / Adam moments decay geometrically (0.9^t) into the subnormal
+/// range, where each operation takes a ~100-cycle microcode assist on x86: a
+/// pruned model's epochs ran 4-5x slower. Flushing the stored state keeps every
+/// later operation on normal numbers; it changes results only through state
+/// values below 1.2e-38 (PyTorch keeps them; their effect on a weight is below
+/// any float resolution of a normal-sized weight).
+inline float flush_subnormal(float x) noexcept {
+  return std::fabs(x) < std::numeric_limits<float>::min() ? 0.0f : x;
+}
 
 template <class M>
 void after_step(M& model) {
@@ -119,7 +133,7 @@ class sgd {
         if (o_.weight_decay != 0.0) d = std::fma(p.value[i], wd, d);
         if (buf != nullptr) {
           float& b = (*buf)[i];
-          b = first ? d : std::fma(d, damp, b * mu);
+          b = detail::flush_subnormal(first ? d : std::fma(d, damp, b * mu));
           d = o_.nesterov ? std::fma(b, mu, d) : b;
         }
         p.value[i] = std::fma(d, -lr, p.value[i]);
@@ -194,8 +208,8 @@ class adam {
       for (std::size_t i = 0; i < n; ++i) {
         float g = gr[i];
         if (o_.weight_decay != 0.0) g = std::fma(w[i], wd, g);
-        m[i] = std::fma(g, omb1, m[i] * b1);
-        v[i] = v[i] * b2 + (omb2 * g) * g;
+        m[i] = detail::flush_subnormal(std::fma(g, omb1, m[i] * b1));
+        v[i] = detail::flush_subnormal(v[i] * b2 + (omb2 * g) * g);
         const float denom = std::sqrt(v[i]) / bc2_sqrt + eps;
         w[i] = w[i] + (neg_step * m[i]) / denom;
       }

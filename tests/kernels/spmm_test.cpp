@@ -249,6 +249,46 @@ TEST_P(SparseKernels, SpmmMatchesTwinAndSpmvEveryValueType) {
              GetParam(), 33, true, 24);
 }
 
+TEST_P(SparseKernels, NmSpmmWindowPatternsTilesAndEdges) {
+  // The AVX-512 N:M SpMM for N a power of two and M <= 2N (1:2, 2:4, 4:8, 8:16)
+  // runs 4 matrix rows x 2 batch rows at a time over 32-column windows: matrix
+  // rows not a multiple of 4, odd batches, columns ending mid-window or
+  // mid-group (padding slots past the last column), empty and full rows.
+  SCOPED_TRACE(qprune::test::seed_trace());
+  const int patterns[][2] = {{1, 2}, {2, 4}, {4, 8}, {8, 16}, {2, 3}};
+  std::uint64_t salt = 1000;
+  for (const auto& p : patterns) {
+    for (const shape sh : {shape{1, 3}, shape{5, 31}, shape{7, 33}, shape{13, 50}, shape{9, 64}}) {
+      for (const double d : {1.0, 0.5, 0.0}) {
+        SCOPED_TRACE(std::to_string(p[0]) + ":" + std::to_string(p[1]) + " " + std::to_string(sh.rows) + "x" +
+                     std::to_string(sh.cols) + " density " + std::to_string(d));
+        const auto w = random_nm_weights(sh.rows, sh.cols, p[0], p[1], d, ++salt);
+        for (const index_t m : {2, 3, 5}) {
+          check_spmm(packed_nm_matrix<float>::from_dense(w.cview(), p[0], p[1]), GetParam(), m, (m % 2) == 1, salt);
+        }
+        check_spmm(packed_nm_matrix<half>::from_dense(w.cview(), p[0], p[1]), GetParam(), 4, true, salt + 1);
+        check_spmm(packed_nm_matrix<std::int8_t>::from_dense(w.cview(), p[0], p[1]), GetParam(), 7, false, salt + 2);
+      }
+    }
+  }
+  // Non-finite X entries reach only the rows holding a nonzero in their column,
+  // whichever tile (matrix row, batch row) they fall in.
+  const auto w = random_nm_weights(9, 40, 2, 4, 0.5, 1999);
+  const auto a = packed_nm_matrix<float>::from_dense(w.cview(), 2, 4);
+  tensor<float, 2> x(qprune::extents<2>(5, 40), 1.0f), y(5, 9);
+  x(3, 17) = kNaN;
+  x(4, 39) = kInf;
+  k::spmm(x.cview(), a, y.view(), {}, GetParam());
+  for (index_t i = 0; i < 5; ++i) {
+    for (index_t r = 0; r < 9; ++r) {
+      const bool nan = i == 3 && w(r, 17) != 0.0f;
+      const bool inf = i == 4 && w(r, 39) != 0.0f;
+      EXPECT_EQ(std::isnan(y(i, r)), nan) << i << " " << r;
+      EXPECT_EQ(std::isinf(y(i, r)), inf) << i << " " << r;
+    }
+  }
+}
+
 TEST_P(SparseKernels, LaneOrderHandComputed) {
   // Entries 0 and 16 share partial sum 0 and cancel exactly; entries 1..15
   // each add 1 in their own partial sum: the lane order gives exactly 15, where

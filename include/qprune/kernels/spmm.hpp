@@ -142,6 +142,51 @@ void spmm_simd(tensor_view<const float, 2> x, index_t rows, index_t cols, index_
   }
 }
 
+#if QPRUNE_X86
+/// AVX-512 SpMM for N:M patterns whose blocks of 16 slots span at most 32
+/// columns (N a power of two, M <= 2N: 2:4, 4:8, 1:2, ...): no X^T; each task
+/// decodes four matrix rows at a time (float values, window columns, nonzero
+/// lanes) and runs them against 2 batch rows at a time (x86_avx512::spmm_nm_contiguous).
+template <class V>
+void spmm_nm_windows(tensor_view<const float, 2> x, const prune::packed_nm_matrix<V>& w,
+                     tensor_view<float, 2> y, std::span<const float> bias, isa path) {
+  static_cast<void>(path);
+  const index_t rows = w.rows();
+  const index_t slots = w.groups_per_row() * w.n();
+  const index_t len = (slots + 15) / 16 * 16;
+  spmm_io io{x.data_handle(), y.data_handle(), bias.empty() ? nullptr : bias.data(), spmm_scales(w)};
+  io.m = x.extent(0);
+  io.n = rows;
+  io.k = w.cols();
+  const spmm_nm_rows<V> a{w.values().data(), w.position_bytes().data(), w.position_bytes().size(), w.n(), w.m(),
+                          w.index_bits(), slots, w.cols()};
+  const index_t tasks =
+      num_threads() > 1 && w.slot_count() * io.m >= spmm_parallel_min_work ? std::min<index_t>(num_threads(), rows) : 1;
+  constexpr index_t pass = x86_avx512::spmm_nm_rows_per_pass;
+  const auto per_task = static_cast<std::size_t>(pass * len);
+  const auto kper_task = static_cast<std::size_t>(pass * (len / 16));
+  aligned_vector<float> wbuf(std::max<std::size_t>(1, static_cast<std::size_t>(tasks) * per_task));
+  aligned_vector<std::int32_t> cbuf(wbuf.size());
+  aligned_vector<std::uint16_t> kbuf(std::max<std::size_t>(1, static_cast<std::size_t>(tasks) * kper_task));
+  const auto task = [&](index_t t) noexcept {
+    x86_avx512::nm_decoded d[pass];
+    for (index_t q = 0; q < pass; ++q) {
+      const auto o = static_cast<std::size_t>(t) * per_task + static_cast<std::size_t>(q * len);
+      const auto ko = static_cast<std::size_t>(t) * kper_task + static_cast<std::size_t>(q * (len / 16));
+      d[q] = {wbuf.data() + o, cbuf.data() + o, kbuf.data() + ko};
+    }
+    x86_avx512::spmm_nm_contiguous(a, io, t * rows / tasks, (t + 1) * rows / tasks, d);
+  };
+  if (tasks > 1) {
+    parallel_for(tasks, [&](index_t b, index_t e) {
+      for (index_t t = b; t < e; ++t) task(t);
+    });
+  } else {
+    task(0);
+  }
+}
+#endif
+
 /// True when the SIMD paths can take a matrix of `cols` columns and batch `m`
 /// (m = 1: SpMV, whose int32 lane indices are columns; SpMM: offsets (cols + 1) * ld).
 [[nodiscard]] inline bool spmm_simd_fits(isa path, index_t cols, index_t m) noexcept {
@@ -273,7 +318,10 @@ void spmm(tensor_view<const float, 2> x, const prune::csr_matrix<V>& w, tensor_v
 #endif
 }
 
-/// Y = X W^T (+ bias) for a packed N:M matrix. As the CSR overload.
+/// Y = X W^T (+ bias) for a packed N:M matrix. As the CSR overload (same
+/// numerics: row i of Y is spmv of row i of X). On AVX-512, patterns with N a
+/// power of two and M <= 2N (2:4, 4:8, 1:2, 8:16) read X in place (no X^T) and
+/// allocate 4 decoded rows (10 bytes per slot) per thread instead.
 template <prune::sparse_value V>
 void spmm(tensor_view<const float, 2> x, const prune::packed_nm_matrix<V>& w,
           tensor_view<float, 2> y, std::span<const float> bias = {}, isa path = active_isa()) {
@@ -291,6 +339,10 @@ void spmm(tensor_view<const float, 2> x, const prune::packed_nm_matrix<V>& w,
     return;
   }
 #if QPRUNE_X86
+  if (path != isa::avx2 && x86_avx512::nm_contiguous(w.n(), w.m())) {
+    detail::spmm_nm_windows(x, w, y, bias, path);
+    return;
+  }
   const index_t slots = w.groups_per_row() * w.n();
   const detail::spmm_nm_rows<V> a{w.values().data(), w.position_bytes().data(),
                                   w.position_bytes().size(), w.n(), w.m(), w.index_bits(), slots,

@@ -3,8 +3,10 @@
 // source" loads 16 stored entries of a row at a time as (value, column, valid)
 // vectors, for CSR or packed N:M. SpMV keeps the 16 partial sums in one zmm (or
 // two ymm) and fetches x by broadcast loads + blends (2:4-like N:M: two loads +
-// one permute); SpMM decodes a row once into (value, X^T offset) pairs and runs
-// the batch in the vector lanes, one accumulator per partial sum.
+// one permute, four rows at a time); SpMM decodes a row once into (value, X^T
+// offset) pairs and runs the batch in the vector lanes, one accumulator per
+// partial sum, except 2:4-like N:M on AVX-512, which runs tiles of 4 matrix rows
+// x 2 batch rows over X itself (one 16-lane accumulator per output, as SpMV).
 #pragma once
 
 #include "qprune/core/config.hpp"
@@ -285,7 +287,8 @@ struct nm_source {
 
 /// SpMV over packed N:M rows when nm_source::contiguous(): each block of 16
 /// slots covers the 32 or fewer columns from base = (j0 / n) * m, loaded with
-/// two masked loads and permuted into place (no gather, no division).
+/// two masked loads and permuted into place (no gather, no division); four
+/// rows at a time (spmv_nm_rows).
 template <class V>
 [[QPRUNE_TARGET_SPMM512]] inline void spmv_nm_contiguous(const nm_source<V>& src,
                                                          const detail::spmm_io& io, index_t r0,
@@ -330,38 +333,172 @@ template <class V, class Source>
   }
 }
 
+/// Positions of slots s0 .. s0 + 15 (s0 = row start + j0) as each lane's column
+/// within the block's window of 32 columns: (t / n) * m + position (contiguous()).
+template <class V>
+[[QPRUNE_TARGET_SPMM512]] inline __m512i nm_local_columns(const nm_source<V>& src, index_t s0) noexcept {
+  const auto& a = src.a;
+  const std::uint64_t bits = detail::spmm_load_bits64(
+      a.positions, a.position_bytes, static_cast<std::uint64_t>(s0) * static_cast<std::uint64_t>(a.bits));
+  const auto lo = static_cast<int>(static_cast<std::uint32_t>(bits));
+  const auto hi = static_cast<int>(static_cast<std::uint32_t>(bits >> (8 * a.bits)));
+  const __m512i pos =
+      _mm512_and_si512(_mm512_srlv_epi32(_mm512_mask_set1_epi32(_mm512_set1_epi32(lo), 0xff00, hi), src.shifts),
+                       _mm512_set1_epi32((1 << a.bits) - 1));
+  return _mm512_add_epi32(src.lane_col, pos);
+}
+
+/// x[base .. base + 32) of the block starting at slot j0 (base = (j0 / n) * m),
+/// columns past the matrix read as +0 (never loaded).
+template <class V>
+[[QPRUNE_TARGET_SPMM512]] inline void nm_window(const nm_source<V>& src, const float* x, index_t j0,
+                                                __m512& lo, __m512& hi) noexcept {
+  const index_t base = (j0 >> src.n_shift) * src.a.m;
+  const index_t left = src.a.cols - base;  // >= 1
+  lo = _mm512_maskz_loadu_ps(first_lanes(left), x + base);
+  hi = _mm512_maskz_loadu_ps(first_lanes(std::max<index_t>(0, left - 16)), x + std::min(base + 16, src.a.cols));
+}
+
+/// R rows [r, r + R) of spmv_nm_contiguous: the rows share each block's x
+/// window, and their R accumulator chains overlap (one row alone waits on the
+/// fma latency: a row's lane sums are sequential by the lane order). The lanes
+/// taken are those with a nonzero value: padding slots, including those whose
+/// column lies past the matrix, hold 0.
+template <class V, int R>
+[[QPRUNE_TARGET_SPMM512]] inline void spmv_nm_rows(const nm_source<V>& src, const detail::spmm_io& io,
+                                                   index_t r) noexcept {
+  const auto& a = src.a;
+  const index_t len = a.slots_per_row;
+  const __m512 zero = _mm512_setzero_ps();
+  __m512 acc[R];
+#pragma GCC unroll 4
+  for (int q = 0; q < R; ++q) acc[q] = zero;
+  for (index_t j0 = 0; j0 < len; j0 += 16) {
+    __m512 xlo, xhi;
+    nm_window(src, io.x, j0, xlo, xhi);
+    const __mmask16 in = first_lanes(len - j0);
+#pragma GCC unroll 4
+    for (int q = 0; q < R; ++q) {
+      const index_t s = (r + q) * len;
+      const __m512 w = load_values16(a.values + s + j0, in);
+      const __m512i local = nm_local_columns(src, s + j0);
+      const __mmask16 ok = _mm512_cmp_ps_mask(w, zero, _CMP_NEQ_UQ);
+      acc[q] = _mm512_mask3_fmadd_ps(w, _mm512_permutex2var_ps(xlo, local, xhi), acc[q], ok);
+    }
+  }
+#pragma GCC unroll 4
+  for (int q = 0; q < R; ++q) io.y[r + q] = finish<V>(tree16(acc[q]), io, r + q);
+}
+
 template <class V>
 [[QPRUNE_TARGET_SPMM512]] inline void spmv_nm_contiguous(const nm_source<V>& src,
                                                          const detail::spmm_io& io, index_t r0,
                                                          index_t r1) noexcept {
-  const auto& a = src.a;
-  const index_t len = a.slots_per_row;
-  const __m512i pmask = _mm512_set1_epi32((1 << a.bits) - 1);
-  const auto step_bits = static_cast<std::uint64_t>(a.bits);
-  for (index_t r = r0; r < r1; ++r) {
-    const index_t s = r * len;
-    __m512 acc = _mm512_setzero_ps();
-    for (index_t j0 = 0; j0 < len; j0 += 16) {
-      const __m512 w = load_values16(a.values + s + j0, first_lanes(len - j0));
-      const std::uint64_t bits = detail::spmm_load_bits64(
-          a.positions, a.position_bytes, static_cast<std::uint64_t>(s + j0) * step_bits);
-      const auto lo = static_cast<int>(static_cast<std::uint32_t>(bits));
-      const auto hi = static_cast<int>(static_cast<std::uint32_t>(bits >> (8 * a.bits)));
-      const __m512i pos = _mm512_and_si512(
-          _mm512_srlv_epi32(_mm512_mask_set1_epi32(_mm512_set1_epi32(lo), 0xff00, hi), src.shifts), pmask);
-      const __m512i local = _mm512_add_epi32(src.lane_col, pos);  // column - base, < 32
-      const index_t base = (j0 >> src.n_shift) * a.m;
-      const index_t left = a.cols - base;  // >= 1
-      const __mmask16 ok = _mm512_mask_cmp_ps_mask(
-          _mm512_cmplt_epi32_mask(local, _mm512_set1_epi32(static_cast<int>(std::min<index_t>(left, 32)))), w,
-          _mm512_setzero_ps(), _CMP_NEQ_UQ);
-      const __m512 xlo = _mm512_maskz_loadu_ps(first_lanes(left), io.x + base);
-      const __m512 xhi = left > 16 ? _mm512_maskz_loadu_ps(first_lanes(left - 16), io.x + base + 16)
-                                   : _mm512_setzero_ps();
-      acc = _mm512_mask3_fmadd_ps(w, _mm512_permutex2var_ps(xlo, local, xhi), acc, ok);
-    }
-    io.y[r] = finish<V>(tree16(acc), io, r);
+  index_t r = r0;
+  for (; r + 4 <= r1; r += 4) spmv_nm_rows<V, 4>(src, io, r);
+  for (; r < r1; ++r) spmv_nm_rows<V, 1>(src, io, r);
+}
+
+/// One matrix row decoded for spmm_nm_contiguous: per block of 16 slots, the
+/// values as float (w), the lanes' window columns (col) and the nonzero lanes (ok).
+struct nm_decoded {
+  float* w;
+  std::int32_t* col;
+  std::uint16_t* ok;
+};
+
+template <class V>
+[[QPRUNE_TARGET_SPMM512]] inline void nm_decode_row(const nm_source<V>& src, index_t r,
+                                                    const nm_decoded& d) noexcept {
+  const index_t len = src.a.slots_per_row, s = r * len;
+  for (index_t j0 = 0; j0 < len; j0 += 16) {
+    const __m512 w = load_values16(src.a.values + s + j0, first_lanes(len - j0));
+    _mm512_store_ps(d.w + j0, w);
+    _mm512_store_si512(d.col + j0, nm_local_columns(src, s + j0));
+    d.ok[j0 / 16] = static_cast<std::uint16_t>(_mm512_cmp_ps_mask(w, _mm512_setzero_ps(), _CMP_NEQ_UQ));
   }
+}
+
+/// Y[i][r + q] for batch rows i0 .. i0 + RI - 1 and matrix rows r + q, q < R,
+/// from X row-major [M, K] (io.x) and the R decoded rows: each is spmv's lane
+/// order for that batch row (one accumulator per (q, i), 16 lanes = the 16
+/// partial sums), x read as the 32-column windows of the batch rows, shared by
+/// the R matrix rows; the decoded rows are shared by the RI batch rows.
+template <class V, int R, int RI>
+[[QPRUNE_TARGET_SPMM512]] inline void spmm_nm_tile(const nm_source<V>& src, const detail::spmm_io& io,
+                                                   index_t i0, index_t r, const nm_decoded* d) noexcept {
+  const index_t len = src.a.slots_per_row, k = src.a.cols;
+  const float* x = io.x + i0 * k;
+  __m512 acc[R][RI];
+#pragma GCC unroll 4
+  for (int q = 0; q < R; ++q)
+#pragma GCC unroll 2
+    for (int i = 0; i < RI; ++i) acc[q][i] = _mm512_setzero_ps();
+  for (index_t j0 = 0; j0 < len; j0 += 16) {
+    // The window of nm_window, its bounds computed once for the RI batch rows.
+    const index_t base = (j0 >> src.n_shift) * src.a.m;
+    const index_t left = k - base;  // >= 1
+    const __mmask16 mlo = first_lanes(left), mhi = first_lanes(std::max<index_t>(0, left - 16));
+    const float* p = x + base;
+    const index_t hoff = std::min<index_t>(16, left);
+    __m512 xlo[RI], xhi[RI];
+#pragma GCC unroll 4
+    for (int i = 0; i < RI; ++i) {
+      xlo[i] = _mm512_maskz_loadu_ps(mlo, p + i * k);
+      xhi[i] = _mm512_maskz_loadu_ps(mhi, p + i * k + hoff);
+    }
+#pragma GCC unroll 4
+    for (int q = 0; q < R; ++q) {
+      const __m512 w = _mm512_load_ps(d[q].w + j0);
+      const __m512i col = _mm512_load_si512(d[q].col + j0);
+      const __mmask16 ok = d[q].ok[j0 / 16];
+#pragma GCC unroll 4
+      for (int i = 0; i < RI; ++i) {
+        acc[q][i] = _mm512_mask3_fmadd_ps(w, _mm512_permutex2var_ps(xlo[i], col, xhi[i]), acc[q][i], ok);
+      }
+    }
+  }
+#pragma GCC unroll 4
+  for (int q = 0; q < R; ++q)
+#pragma GCC unroll 2
+    for (int i = 0; i < RI; ++i) io.y[(i0 + i) * io.n + r + q] = finish<V>(tree16(acc[q][i]), io, r + q);
+}
+
+template <class V, int R>
+[[QPRUNE_TARGET_SPMM512]] inline void spmm_nm_batch(const nm_source<V>& src, const detail::spmm_io& io,
+                                                    index_t r, const nm_decoded* d) noexcept {
+  index_t i0 = 0;
+  for (; i0 + 2 <= io.m; i0 += 2) spmm_nm_tile<V, R, 2>(src, io, i0, r, d);
+  if (i0 < io.m) spmm_nm_tile<V, R, 1>(src, io, i0, r, d);
+}
+
+/// Matrix rows decoded at a time by spmm_nm_contiguous.
+inline constexpr int spmm_nm_rows_per_pass = 4;
+
+/// SpMM over packed N:M rows when nm_source::contiguous(), X row-major (io.x,
+/// no transpose) and Y row-major [M, N]: matrix rows four at a time, decoded
+/// once into d[0..3] (each slots_per_row rounded up to 16 entries), then tiles
+/// of 4 matrix rows x 2 batch rows (spmm_nm_tile): each x window loaded (from
+/// L2 for large batches) serves 4 rows, the decoded rows stay in L1.
+template <class V>
+[[QPRUNE_TARGET_SPMM512]] inline void spmm_nm_contiguous(const detail::spmm_nm_rows<V>& a,
+                                                         const detail::spmm_io& io, index_t r0, index_t r1,
+                                                         const nm_decoded* d) noexcept {
+  const nm_source<V> src(a);
+  index_t r = r0;
+  for (; r + spmm_nm_rows_per_pass <= r1; r += spmm_nm_rows_per_pass) {
+    for (int q = 0; q < spmm_nm_rows_per_pass; ++q) nm_decode_row(src, r + q, d[q]);
+    spmm_nm_batch<V, spmm_nm_rows_per_pass>(src, io, r, d);
+  }
+  for (; r < r1; ++r) {
+    nm_decode_row(src, r, d[0]);
+    spmm_nm_batch<V, 1>(src, io, r, d);
+  }
+}
+
+/// True when spmm_nm_contiguous / the window path of spmv_nm can take pattern n:m.
+[[nodiscard]] constexpr bool nm_contiguous(int n, int m) noexcept {
+  return n > 0 && (n & (n - 1)) == 0 && m <= 2 * n;
 }
 
 /// Decodes row r into w[0..L) and off[0..L) (L = length rounded up to 16): each

@@ -9,7 +9,7 @@ target_compile_options(qprune_warnings INTERFACE
 # ASan + UBSan, every finding fatal; assertions (QPRUNE_ASSERT) forced on.
 add_library(qprune_sanitize INTERFACE)
 target_compile_options(qprune_sanitize INTERFACE
-  -O1 -g1 -fno-omit-frame-pointer -UNDEBUG
+  -Og -g1 -fno-omit-frame-pointer -UNDEBUG
   -fsanitize=address,undefined -fno-sanitize-recover=all)
 target_link_options(qprune_sanitize INTERFACE
   -fsanitize=address,undefined -fno-sanitize-recover=all)

@@ -218,6 +218,32 @@ TEST(UpdateMask, TfmotConditionalMaskUpdateSequence) {
   EXPECT_EQ(nonzeros, (std::vector<index_t>{100, 90, 90, 70, 70, 50, 50, 50, 50, 50}));
 }
 
+// A pruner written against the concept's signature alone (row-major views only):
+// update_mask passes the caller's view through, so it compiles and runs.
+struct row_major_only_pruner : prune::sparsity_target {
+  using mask_type = prune::mask;
+  row_major_only_pruner() : prune::sparsity_target(0.0f) {}
+  prune::mask compute_mask(qprune::tensor_view<const float, 2> w) const {
+    prune::mask m(w.extents(), false);
+    const auto keep = static_cast<index_t>(std::lround((1.0 - sparsity()) * static_cast<double>(w.extent(1))));
+    for (index_t r = 0; r < w.extent(0); ++r)
+      for (index_t c = 0; c < keep; ++c) m(r, c) = 1;  // keeps the first columns
+    return m;
+  }
+};
+static_assert(prune::sparsity_pruner<row_major_only_pruner>);
+
+TEST(UpdateMask, TakesPrunersThatAcceptOnlyRowMajorViews) {
+  tensor<float, 2> w(2, 4);
+  row_major_only_pruner p;
+  prune::mask m(2, 4);
+  const table_schedule sched{{0.5f}};
+  EXPECT_TRUE(prune::update_mask(sched, 0, p, w.cview(), m));
+  EXPECT_EQ(m.count_kept(), 4);
+  EXPECT_EQ(m(0, 1), 1);
+  EXPECT_EQ(m(0, 2), 0);
+}
+
 TEST(UpdateMask, GradualPruningWithPolynomialDecay) {
   SCOPED_TRACE(qprune::test::seed_trace());
   tensor<float, 2> w(32, 32);

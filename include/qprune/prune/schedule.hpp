@@ -184,10 +184,12 @@ static_assert(pruning_schedule<constant_sparsity> && pruning_schedule<polynomial
 /// and returns true; otherwise changes nothing and returns false. As in tfmot, the caller
 /// applies the mask to the weights after every step (w ← w ⊙ mask), so the next mask is
 /// computed on weights whose pruned entries are already zero.
+/// The view is passed to compute_mask as it comes (any layout), so a pruner that
+/// takes only the row-major view the `pruner` concept checks works here too.
 /// Throws what the pruner throws (config_error for a sparsity it rejects).
-template <pruning_schedule S, sparsity_pruner P>
-bool update_mask(const S& schedule, std::int64_t step, P& pruner,
-                 tensor_view<const float, 2, layout_stride> w, typename P::mask_type& current) {
+template <pruning_schedule S, sparsity_pruner P, class Layout>
+bool update_mask(const S& schedule, std::int64_t step, P& pruner, tensor_view<const float, 2, Layout> w,
+                 typename P::mask_type& current) {
   if (!schedule.should_prune(step)) return false;
   pruner.set_sparsity(schedule.sparsity(step));
   current = pruner.compute_mask(w);

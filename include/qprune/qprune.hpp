@@ -13,6 +13,7 @@
 #include "qprune/io/checksum.hpp"
 #include "qprune/io/format.hpp"
 #include "qprune/io/idx.hpp"
+#include "qprune/io/json.hpp"
 #include "qprune/io/mmap.hpp"
 #include "qprune/io/npy.hpp"
 #include "qprune/io/npz.hpp"

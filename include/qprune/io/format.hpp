@@ -1591,6 +1591,14 @@ void rebuild_rows(const tensor_ref& r, std::span<float> dense) {
   }
 }
 
+/// keep[i] = bit i % 8 of mask byte i / 8, for every row-major element i.
+inline void unpack_mask_bits(const tensor_ref& r, qprune::tensor<std::uint8_t, 2>& keep) {
+  const std::byte* m = r.bytes(section::mask).data();
+  for (index_t i = 0; i < keep.size(); ++i) {
+    keep.data()[i] = static_cast<std::uint8_t>((static_cast<unsigned>(m[i >> 3]) >> (i & 7)) & 1u);
+  }
+}
+
 template <class S>
 void check_rebuilt(const tensor_ref& r, const S& a) {
   const auto v = r.bytes(section::values);
@@ -1618,10 +1626,7 @@ template <prune::sparse_value V>
   qprune::tensor<std::uint8_t, 2> keep(rows, cols);
   detail::rebuild_rows<V>(r, w.span());
   if (bitmask) {
-    const std::byte* m = r.bytes(section::mask).data();
-    for (index_t i = 0; i < rows * cols; ++i) {
-      keep.data()[i] = static_cast<std::uint8_t>((static_cast<unsigned>(m[i >> 3]) >> (i & 7)) & 1u);
-    }
+    detail::unpack_mask_bits(r, keep);
     auto a = prune::csr_matrix<V>::from_dense(w.cview(), keep.cview());
     detail::check_rebuilt(r, a);
     return a;
@@ -1652,10 +1657,7 @@ template <prune::sparse_value V>
   qprune::tensor<float, 2> w(rows, cols);
   qprune::tensor<std::uint8_t, 2> keep(rows, cols);
   detail::rebuild_rows<V>(r, w.span());
-  const std::byte* m = r.bytes(section::mask).data();
-  for (index_t i = 0; i < rows * cols; ++i) {
-    keep.data()[i] = static_cast<std::uint8_t>((static_cast<unsigned>(m[i >> 3]) >> (i & 7)) & 1u);
-  }
+  detail::unpack_mask_bits(r, keep);
   auto a = prune::bitmask_matrix<V>::from_dense(w.cview(), keep.cview());
   detail::check_rebuilt(r, a);
   return a;

@@ -23,6 +23,7 @@
 
 #include "qprune/core/error.hpp"
 #include "qprune/io/array.hpp"
+#include "qprune/io/json.hpp"
 #include "qprune/io/mmap.hpp"
 
 namespace qprune::io {
@@ -85,37 +86,17 @@ namespace detail {
 /// Parses the JSON header, rejecting duplicate keys in any object and nesting
 /// deeper than the format needs (object -> tensor object -> shape array).
 inline nlohmann::json parse_safetensors_json(std::string_view text, std::string_view source) {
-  std::vector<std::set<std::string>> keys;
-  int depth = 0;
-  const auto cb = [&](int, nlohmann::json::parse_event_t ev, nlohmann::json& parsed) -> bool {
-    using ev_t = nlohmann::json::parse_event_t;
-    switch (ev) {
-      case ev_t::object_start:
-      case ev_t::array_start:
-        if (++depth > 3) st_fail(source, "has a JSON header nested deeper than 3 levels (expected "
-                                         "{name: {dtype, shape: [...], data_offsets: [...]}})");
-        if (ev == ev_t::object_start) keys.emplace_back();
-        break;
-      case ev_t::object_end:
-      case ev_t::array_end:
-        --depth;
-        if (ev == ev_t::object_end && !keys.empty()) keys.pop_back();
-        break;
-      case ev_t::key:
-        if (!keys.empty() && !keys.back().insert(parsed.get<std::string>()).second) {
-          st_fail(source, "has the key '" + parsed.get<std::string>() +
-                              "' twice in one JSON object (expected unique names)");
-        }
-        break;
-      case ev_t::value: break;
+  return parse_strict_json(text, 3, [&](json_problem p, const std::string& d) {
+    switch (p) {
+      case json_problem::too_deep:
+        return io_error(std::string(source) + " has a JSON header nested deeper than 3 levels (expected "
+                                              "{name: {dtype, shape: [...], data_offsets: [...]}})");
+      case json_problem::duplicate_key:
+        return io_error(std::string(source) + " has the key '" + d + "' twice in one JSON object (expected unique names)");
+      default:
+        return io_error(std::string(source) + " has an invalid JSON header: " + d + " (expected valid UTF-8 JSON)");
     }
-    return true;
-  };
-  try {
-    return nlohmann::json::parse(text.begin(), text.end(), cb);
-  } catch (const nlohmann::json::exception& e) {
-    st_fail(source, std::string("has an invalid JSON header: ") + e.what() + " (expected valid UTF-8 JSON)");
-  }
+  });
 }
 
 [[nodiscard]] inline std::uint64_t json_u64(const nlohmann::json& j, std::string_view source,

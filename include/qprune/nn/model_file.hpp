@@ -18,7 +18,6 @@
 #include <limits>
 #include <memory>
 #include <optional>
-#include <set>
 #include <span>
 #include <string>
 #include <string_view>
@@ -34,6 +33,7 @@
 #include "qprune/core/tensor.hpp"
 #include "qprune/core/tensor_view.hpp"
 #include "qprune/io/format.hpp"
+#include "qprune/io/json.hpp"
 #include "qprune/kernels/im2col.hpp"
 #include "qprune/nn/activations.hpp"
 #include "qprune/nn/batch_norm.hpp"
@@ -99,40 +99,17 @@ inline std::optional<index_t> checked_product(std::initializer_list<index_t> v, 
 
 /// Parses the metadata JSON: rejects nesting deeper than 8 and duplicate keys.
 inline json parse_json(std::string_view text, const std::string& who) {
-  std::vector<std::set<std::string>> keys;
-  int depth = 0;
-  const auto cb = [&](int, json::parse_event_t ev, json& parsed) -> bool {
-    using ev_t = json::parse_event_t;
-    switch (ev) {
-      case ev_t::object_start:
-      case ev_t::array_start:
-        if (++depth > 8) {
-          throw io_error(who + ": metadata '" + std::string(qpr::model_metadata_key) +
-                         "' is nested deeper than 8 levels (expected the model schema, doc/format.md)");
-        }
-        if (ev == ev_t::object_start) keys.emplace_back();
-        break;
-      case ev_t::object_end:
-      case ev_t::array_end:
-        --depth;
-        if (ev == ev_t::object_end && !keys.empty()) keys.pop_back();
-        break;
-      case ev_t::key:
-        if (!keys.empty() && !keys.back().insert(parsed.get<std::string>()).second) {
-          throw io_error(who + ": metadata '" + std::string(qpr::model_metadata_key) + "' has the key '" +
-                         parsed.get<std::string>() + "' twice in one object (expected unique keys)");
-        }
-        break;
-      case ev_t::value: break;
+  const std::string head = who + ": metadata '" + std::string(qpr::model_metadata_key) + "' ";
+  return io::detail::parse_strict_json(text, 8, [&](io::detail::json_problem p, const std::string& d) {
+    switch (p) {
+      case io::detail::json_problem::too_deep:
+        return io_error(head + "is nested deeper than 8 levels (expected the model schema, doc/format.md)");
+      case io::detail::json_problem::duplicate_key:
+        return io_error(head + "has the key '" + d + "' twice in one object (expected unique keys)");
+      default:
+        return io_error(head + "is not valid JSON (" + d + ")");
     }
-    return true;
-  };
-  try {
-    return json::parse(text.begin(), text.end(), cb);
-  } catch (const json::exception& e) {
-    throw io_error(who + ": metadata '" + std::string(qpr::model_metadata_key) + "' is not valid JSON (" +
-                   e.what() + ")");
-  }
+  });
 }
 
 /// Where a JSON value or tensor sits, for messages: "<file>: op 3 (dense.int8)".

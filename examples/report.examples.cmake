@@ -1,11 +1,5 @@
-# examples/fashion_mnist_report.cpp: the main job (issue #8), the README's first command.
-include(CheckCXXCompilerFlag)
-qprune_add_example(fashion_mnist_report fashion_mnist_report.cpp)
-target_compile_options(fashion_mnist_report PRIVATE -O3)
-check_cxx_compiler_flag("-mavx2 -mfma" QPRUNE_EXAMPLES_HAVE_AVX2_FMA)
-if(QPRUNE_EXAMPLES_HAVE_AVX2_FMA)
-  target_compile_options(fashion_mnist_report PRIVATE -mavx2 -mfma)
-endif()
+# examples/fashion_mnist_report.cpp: the main job, the README's first command.
+qprune_add_optimized_example(fashion_mnist_report fashion_mnist_report.cpp)
 
 if(QPRUNE_BUILD_TESTS)
   # A small subset: every quick variant is built, saved, reloaded by the next run and measured.

@@ -2,14 +2,8 @@
 # int8 as TFLite does it, a user-written QAT layer deployed by hand, a user-written
 # pruned Dense with CSR storage, and user-written quantizer / pruner policies. Each
 # trains on Fashion-MNIST; the smoke tests use small subsets (a few seconds each).
-include(CheckCXXCompilerFlag)
-check_cxx_compiler_flag("-mavx2 -mfma" QPRUNE_EXAMPLES_HAVE_AVX2_FMA)
 foreach(name ptq_int8 qat_custom_layer pruned_dense custom_policy)
-  qprune_add_example(${name} ${name}.cpp)
-  target_compile_options(${name} PRIVATE -O3)
-  if(QPRUNE_EXAMPLES_HAVE_AVX2_FMA)
-    target_compile_options(${name} PRIVATE -mavx2 -mfma)
-  endif()
+  qprune_add_optimized_example(${name} ${name}.cpp)
 endforeach()
 
 if(QPRUNE_BUILD_TESTS)

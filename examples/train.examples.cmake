@@ -1,13 +1,5 @@
-# examples/train_fashion_mnist.cpp: the issue #6 training recipe (MLP and CNN on
-# Fashion-MNIST). Examples may use the build machine's ISA for Eigen's GEMMs; the
-# exported qprune target stays flag-free.
-include(CheckCXXCompilerFlag)
-qprune_add_example(train_fashion_mnist train_fashion_mnist.cpp)
-target_compile_options(train_fashion_mnist PRIVATE -O3)
-check_cxx_compiler_flag("-mavx2 -mfma" QPRUNE_EXAMPLES_HAVE_AVX2_FMA)
-if(QPRUNE_EXAMPLES_HAVE_AVX2_FMA)
-  target_compile_options(train_fashion_mnist PRIVATE -mavx2 -mfma)
-endif()
+# examples/train_fashion_mnist.cpp: the training recipe (MLP and CNN on Fashion-MNIST).
+qprune_add_optimized_example(train_fashion_mnist train_fashion_mnist.cpp)
 
 if(QPRUNE_BUILD_TESTS)
   add_test(NAME example.train_fashion_mnist.smoke

@@ -11,6 +11,7 @@
 #include <random>
 #include <vector>
 
+#include "qprune/nn/batch_norm.hpp"
 #include "qprune/nn/convert.hpp"
 #include "qprune/nn/init.hpp"
 #include "qprune/nn/loss.hpp"
@@ -124,6 +125,39 @@ TEST(Qat, CnnIntegerModelMatchesFakeQuantModel) {
   EXPECT_GE(within_one_step(d.forward(t2.cview()), fq), 0.999);
 }
 
+/// Batch-norm folding for quantized convs: QAT trains conv -> batch_norm (batch
+/// statistics) with per-tensor int8 weights; convert() folds each batch norm into
+/// its conv's per-channel scales and bias without re-quantizing, so the integer
+/// model matches the fake-quant model (running statistics) within one step.
+TEST(Qat, BatchNormFoldsIntoTheInt8ConvItFollows) {
+  SCOPED_TRACE(test::seed_trace());
+  nn::init_rng rng(8);
+  const quant::int8 per_tensor{.per_channel = false};
+  using qconv_t = nn::conv2d<quant::int8, prune::none, quant::static_int8>;
+  nn::sequential<qconv_t, nn::batch_norm, nn::relu, nn::max_pool2d, qconv_t, nn::batch_norm, nn::relu, nn::max_pool2d,
+                 nn::flatten, qdense>
+      net(qconv_t({1, 8, 3, 3, 1, 1, nn::pad(1)}, rng, {}, per_tensor), nn::batch_norm({.num_features = 8}), nn::relu{},
+          nn::max_pool2d{}, qconv_t({8, 8, 3, 3, 1, 1, nn::pad(1)}, rng, {}, per_tensor),
+          nn::batch_norm({.num_features = 8}), nn::relu{}, nn::max_pool2d{}, nn::flatten{}, qdense({3 * 3 * 8, 5}, rng));
+  const auto x2 = samples(96, 144, 10);
+  const auto y = labels_for(x2, 5);
+  const tensor<float, 4> x(extents<4>(96, 12, 12, 1), std::span<const float>(x2.data(), static_cast<std::size_t>(x2.size())));
+  train(net, x, y, 30);
+  net.set_mode(nn::mode::eval);
+  const auto t2 = samples(128, 144, 11);
+  const tensor<float, 4> t(extents<4>(128, 12, 12, 1), std::span<const float>(t2.data(), static_cast<std::size_t>(t2.size())));
+  const auto fq = net.forward(t);
+  nn::convert_options o;
+  o.format = nn::weight_format::int8_static;
+  o.input_height = 12;
+  o.input_width = 12;
+  o.input_channels = 1;
+  auto d = nn::convert(net, o);
+  ASSERT_EQ(d.ops()[0]->kind(), "conv2d.int8");
+  ASSERT_EQ(d.ops()[1]->kind(), "max_pool2d");  // batch norm and ReLU fused into the conv
+  EXPECT_GE(within_one_step(d.forward(t2.cview()), fq), 0.999);
+}
+
 /// A user-written weight quantizer: int8 with power-of-two scales (shift-only
 /// requantization hardware), the QAT pair included.
 struct pow2_int8 {
@@ -172,6 +206,94 @@ TEST(Qat, UserWrittenQuantizerTrainsInDenseAndConv) {
     EXPECT_EQ(sc, std::exp2(std::round(std::log2(sc))));
     for (index_t j = 0; j < w.extent(1); ++j) EXPECT_EQ(w(r, j), want(r, j));
   }
+}
+
+/// convert() deploys what the layer trained with: a layer whose policy stores int8
+/// codes keeps those codes and scales (here power-of-two scales, which the default
+/// per-channel rule would not choose) and fills the layer's storage slot; a
+/// following batch norm scales the rows (negative gamma negates them); the fp32
+/// deployment multiplies by the fake-quantized weights, bit for bit.
+TEST(Qat, ConvertDeploysTheLayersOwnQuantizedWeights) {
+  SCOPED_TRACE(test::seed_trace());
+  nn::init_rng rng(6);
+  using d = nn::dense<pow2_int8>;
+  using c = nn::conv2d<pow2_int8>;
+  nn::sequential<c, nn::batch_norm, nn::relu, nn::flatten, d> net(c({1, 4, 3, 3}, rng), nn::batch_norm({.num_features = 4}),
+                                                                nn::relu{}, nn::flatten{}, d({4 * 4 * 4, 3}, rng));
+  const auto x2 = samples(64, 36, 8);
+  const auto y = labels_for(x2, 3);
+  const tensor<float, 4> x(extents<4>(64, 6, 6, 1), std::span<const float>(x2.data(), static_cast<std::size_t>(x2.size())));
+  train(net, x, y, 20);
+  auto& bn = net.get<1>();
+  bn.gamma()(1) = -0.75f;  // a negative batch-norm factor
+  bn.gamma()(2) = 0.0f;    // a channel the batch norm switches off
+  net.set_mode(nn::mode::eval);
+  const auto want = net.forward(x);
+
+  nn::convert_options o;
+  o.input_height = 6;
+  o.input_width = 6;
+  o.input_channels = 1;
+  auto fp = nn::convert(net, o);
+  const auto got = fp.forward(x2.cview());
+  ASSERT_EQ(got.size(), want.size());
+  for (index_t i = 0; i < got.size(); ++i) ASSERT_NEAR(got.data()[i], want.data()[i], 1e-5f) << i;
+
+  o.format = nn::weight_format::int8_static;
+  auto q = nn::convert(net, o, x2.cview());
+  auto& conv = net.get<0>();
+  auto& dense = net.get<4>();
+  ASSERT_TRUE(conv.weights().storage().has_value());
+  ASSERT_TRUE(dense.weights().storage().has_value());
+  const auto cs = pow2_int8{}.quantize(conv.weight().cview());
+  const auto ds = pow2_int8{}.quantize(dense.weight().cview());
+  EXPECT_TRUE(std::ranges::equal(conv.weights().storage()->codes.span(), cs.codes.span()));
+  EXPECT_EQ(dense.weights().storage()->params.scales, ds.params.scales);
+
+  const auto& qd = dynamic_cast<const nn::int8_dense&>(*q.ops().back());
+  EXPECT_TRUE(std::ranges::equal(qd.codes().span(), ds.codes.span()));
+  EXPECT_EQ(qd.stage().weight_scales(), ds.params.scales);
+  const auto& qc = dynamic_cast<const nn::int8_conv&>(*q.ops().front());
+  for (index_t r = 0; r < 4; ++r) {
+    const double k = static_cast<double>(bn.gamma()(r)) /
+                     std::sqrt(static_cast<double>(bn.running_var()(r)) + bn.options().eps);
+    const float scale = qc.stage().weight_scales()[static_cast<std::size_t>(r)];
+    for (index_t j = 0; j < cs.codes.extent(1); ++j) {
+      const int want_code = r == 2 ? 0 : (k < 0.0 ? -1 : 1) * cs.codes(r, j);
+      ASSERT_EQ(qc.codes()(r, j), want_code) << r << ", " << j;
+    }
+    if (r == 2) {
+      EXPECT_EQ(scale, 1.0f);
+    } else {
+      EXPECT_FLOAT_EQ(scale, static_cast<float>(std::fabs(k) * cs.params.scales[static_cast<std::size_t>(r)]));
+    }
+  }
+  // The activations are calibrated here, not trained: the integer model stays
+  // within a few output steps of the float one.
+  const auto qy = q.forward(x2.cview());
+  const auto [lo, hi] = std::minmax_element(want.data(), want.data() + want.size());
+  double worst = 0.0;
+  for (index_t i = 0; i < qy.size(); ++i) worst = std::max(worst, double(std::fabs(qy.data()[i] - want.data()[i])));
+  EXPECT_LE(worst, 4.0 * (*hi - *lo) / 255.0) << "steps: " << worst / ((*hi - *lo) / 255.0);
+}
+
+/// Per-tensor int8 weights stay per tensor when deployed: every row gets the
+/// tensor's one scale and the policy's codes.
+TEST(Qat, PerTensorInt8WeightsDeployTheirCodes) {
+  nn::init_rng rng(7);
+  using d = nn::dense<quant::int8>;
+  nn::sequential<d, nn::relu, d> net(d({16, 12}, rng, {}, quant::int8{.per_channel = false}), nn::relu{},
+                                     d({12, 4}, rng, {}, quant::int8{.per_channel = false}));
+  const auto x = samples(32, 16, 9);
+  nn::convert_options o;
+  o.format = nn::weight_format::int8_static;
+  o.input_channels = 16;
+  auto q = nn::convert(net, o, x.cview());
+  const auto want = quant::int8{.per_channel = false}.quantize(net.get<0>().weight().cview());
+  const auto& op = dynamic_cast<const nn::int8_dense&>(*q.ops().front());
+  EXPECT_TRUE(std::ranges::equal(op.codes().span(), want.codes.span()));
+  EXPECT_EQ(op.stage().weight_scales(), want.params.scales);
+  EXPECT_EQ(std::ranges::count(op.stage().weight_scales(), want.params.scales[0]), 12);
 }
 
 }  // namespace

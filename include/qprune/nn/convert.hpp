@@ -6,6 +6,7 @@
 // follow a Dense or Conv are folded into it; a ReLU that follows is fused.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <memory>
@@ -62,7 +63,8 @@ struct convert_options {
   /// layers whose activation policy is a calibrated quant::static_int8).
   calibration_method calibration = calibration_method::minmax;
   double percentile = 99.99;  ///< calibration_method::percentile
-  /// int4: group size along the input axis and scheme.
+  /// int4: group size along the input axis and scheme (a layer whose weight
+  /// policy is quant::int4_grouped deploys its own groups instead).
   index_t int4_group_size = 32;
   quant::int4_scheme int4_scheme = quant::int4_scheme::symmetric;
   /// Sparse Dense weights: values in the format's type (fp32, fp16 as half, the
@@ -112,18 +114,32 @@ class calibrator {
       obs_;
 };
 
-/// A Dense or Conv's weights ready to deploy: masked (and batch-norm folded).
+/// A Dense or Conv's weights ready to deploy: the weights its forward multiplies
+/// by (masked, fake-quantized when the policy has a fake-quant), batch-norm folded.
 struct folded {
   tensor<float, 2> w;
   std::vector<float> bias;
+  /// The batch-norm factor k folded into each row (empty: no batch norm follows).
+  std::vector<double> row_factor;
 };
 
+/// The layer's weight quantizer policy.
+template <class L>
+using weight_quantizer_of = typename std::remove_cvref_t<decltype(std::declval<L&>().weights())>::quantizer_type;
+
+/// Fills the layer's storage slot with its weight policy's quantize() of the
+/// masked master weights (nothing for quant::none), then returns its effective
+/// weights and bias.
 template <class L>
 folded fold(L& layer) {
-  folded f{tensor<float, 2>(layer.weight().extents()), {}};
-  // mask ⊙ w (the master weights normally hold it already; applying is idempotent).
-  layer.weights().apply_mask();
-  std::copy_n(layer.weight().data(), layer.weight().size(), f.w.data());
+  auto& mw = layer.weights();
+  mw.apply_mask();  // the master weights normally hold mask ⊙ w already; applying is idempotent
+  if constexpr (!std::same_as<weight_quantizer_of<L>, quant::none>) {
+    mw.storage() = mw.quantizer().quantize(mw.value().cview());
+  }
+  const tensor_view<const float, 2> eff = mw.effective();
+  folded f{tensor<float, 2>(eff.extents()), {}, {}};
+  std::copy_n(eff.data_handle(), eff.size(), f.w.data());
   const index_t out = f.w.extent(0);
   f.bias.assign(static_cast<std::size_t>(out), 0.0f);
   for (index_t o = 0; o < layer.bias().size(); ++o) f.bias[static_cast<std::size_t>(o)] = layer.bias()(o);
@@ -147,8 +163,10 @@ inline void fold_batch_norm(folded& f, batch_norm& bn) {
     throw shape_error("batch_norm over " + std::to_string(bn.options().num_features) +
                       " channels follows a layer with " + std::to_string(out) + " outputs");
   }
+  f.row_factor.resize(static_cast<std::size_t>(out));
   for (index_t o = 0; o < out; ++o) {
     const double k = bn_factor(bn, o);
+    f.row_factor[static_cast<std::size_t>(o)] = k;
     for (index_t j = 0; j < f.w.extent(1); ++j) f.w(o, j) = static_cast<float>(k * static_cast<double>(f.w(o, j)));
     auto& b = f.bias[static_cast<std::size_t>(o)];
     b = static_cast<float>(k * (static_cast<double>(b) - static_cast<double>(bn.running_mean()(o))) +
@@ -156,9 +174,48 @@ inline void fold_batch_norm(folded& f, batch_norm& bn) {
   }
 }
 
-/// The int8 codes and per-row scales of the weight policy quant::int8 (the codes
-/// a QAT layer's fake-quant used).
-inline quant::int8_weights int8_codes(const tensor<float, 2>& w) { return quant::int8{}.quantize(w.cview()); }
+/// The int8 codes and per-row scales static int8 deploys for `layer`. A layer
+/// whose weight policy stores quant::int8_weights (quant::int8 per channel or per
+/// tensor, or a user's policy) deploys that policy's own codes, the ones its
+/// fake-quant trained with; a folded batch norm's factor k multiplies the row's
+/// scale (|k|, the codes negated for k < 0, -128 becoming 127; a row with k = 0
+/// becomes zeros).
+/// Any other layer's effective weights are quantized per channel by quant::int8.
+template <class L>
+quant::int8_weights int8_codes(L& layer, const folded& f) {
+  if constexpr (std::same_as<typename weight_quantizer_of<L>::storage_type, quant::int8_weights>) {
+    quant::int8_weights q = *layer.weights().storage();  // filled by fold()
+    for (std::size_t r = 0; r < f.row_factor.size(); ++r) {
+      const double k = f.row_factor[r];
+      float& scale = q.params.scales[r];
+      const auto row = static_cast<index_t>(r);
+      if (k == 0.0) {
+        for (index_t j = 0; j < q.codes.extent(1); ++j) q.codes(row, j) = 0;
+        scale = 1.0f;
+        continue;
+      }
+      scale = static_cast<float>(static_cast<double>(scale) * std::fabs(k));
+      if (k < 0.0) {
+        for (index_t j = 0; j < q.codes.extent(1); ++j) q.codes(row, j) = static_cast<std::int8_t>(std::min(127, -q.codes(row, j)));
+      }
+    }
+    return q;
+  } else {
+    return quant::int8{}.quantize(f.w.cview());
+  }
+}
+
+/// The 4-bit weights int4 deploys for `layer`: a layer whose weight policy stores
+/// quant::packed_int4_matrix (quant::int4_grouped) deploys its own groups and codes
+/// when no batch norm was folded into it; otherwise its effective weights are
+/// grouped as `o` says.
+template <class L>
+quant::packed_int4_matrix int4_codes(L& layer, const folded& f, const convert_options& o) {
+  if constexpr (std::same_as<typename weight_quantizer_of<L>::storage_type, quant::packed_int4_matrix>) {
+    if (f.row_factor.empty()) return *layer.weights().storage();  // filled by fold()
+  }
+  return quant::quantize_int4(f.w.cview(), o.int4_group_size, o.int4_scheme);
+}
 
 /// State carried through the layer walk.
 struct walk {
@@ -293,11 +350,10 @@ std::unique_ptr<op> dense_op(L& layer, folded& f, walk& s, bool relu) {
     case weight_format::bf16: return std::make_unique<half_dense<bfloat16>>(f.w.cview(), f.bias, relu);
     case weight_format::int8_dynamic: return std::make_unique<dynamic_dense>(f.w.cview(), f.bias, relu);
     case weight_format::int4:
-      return std::make_unique<int4_dense>(quant::quantize_int4(f.w.cview(), o.int4_group_size, o.int4_scheme), f.bias,
-                                          relu);
+      return std::make_unique<int4_dense>(int4_codes(layer, f, o), f.bias, relu);
     case weight_format::int8_static: {
       const quant::affine_params in = input_params(layer, s);
-      const quant::int8_weights q = int8_codes(f.w);
+      const quant::int8_weights q = int8_codes(layer, f);
       return std::make_unique<int8_dense>(q.codes.cview(), q.params.scales, f.bias, in, relu);
     }
   }
@@ -314,7 +370,7 @@ std::unique_ptr<op> conv_op(L& layer, const kernels::conv2d_geometry& g, folded&
       return std::make_unique<half_conv<bfloat16>>(g, f.w.cview(), f.bias, relu);
     case weight_format::int8_static: {
       const quant::affine_params in = input_params(layer, s);
-      const quant::int8_weights q = int8_codes(f.w);
+      const quant::int8_weights q = int8_codes(layer, f);
       return std::make_unique<int8_conv>(g, q.codes.cview(), q.params.scales, f.bias, in, relu);
     }
     default:  // fp32; dynamic int8 and int4 keep convs in float, as PyTorch's dynamic quantization does
@@ -406,11 +462,15 @@ void convert_from(Model& m, walk& s) {
 
 /// Builds the deployed form of `model` (any sequential of dense, conv2d, relu,
 /// max/avg pooling, flatten and batch_norm layers) in format `opt.format`.
-/// Weights are taken masked (pruned weights exactly 0); a batch norm right after
+/// Weights are the ones the float forward multiplies by (masked, so pruned
+/// weights are exactly 0; fake-quantized for QAT layers), and each layer's
+/// storage() is filled with its weight policy's quantize(); a batch norm right after
 /// a Dense or Conv is folded into it (w' = k w, b' = k (b - mean) + beta with
 /// k = gamma / sqrt(var + eps)), a ReLU right after one is fused into its output
-/// stage. Static int8 takes each Dense/Conv input's (scale, zero point) from the
-/// layer's own quant::static_int8 when it has observed data (QAT), else from
+/// stage. A layer whose weight policy stores int8 codes deploys those codes under
+/// static int8, one with an int4 policy its own groups under int4 (int8_codes,
+/// int4_codes). Static int8 takes each Dense/Conv input's (scale, zero point) from
+/// the layer's own quant::static_int8 when it has observed data (QAT), else from
 /// `opt.calibration` run over `calibration` ([samples, input features]) pushed
 /// through the float model in eval mode; consecutive int8 layers then pass uint8
 /// codes, requantized in the producer's output stage.

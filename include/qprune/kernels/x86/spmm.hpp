@@ -314,21 +314,43 @@ template <class V>
   }
 }
 
-/// y[r] for rows [r0, r1): 16 entries per step, x fetched for the valid lanes.
+/// acc += the row's entries j0 .. j0 + 15 times x at their columns (valid lanes only).
+template <class Source>
+[[QPRUNE_TARGET_SPMM512]] inline void spmv_block(const Source& src, const float* x, index_t s, index_t j0,
+                                                 index_t len, __m512& acc) noexcept {
+  __m512 w;
+  __m512i col;
+  __mmask16 ok;
+  src.load(s, j0, len, w, col, ok);
+  acc = _mm512_mask3_fmadd_ps(w, src.xvalues(x, s, j0, len, col, ok), acc, ok);
+}
+
+/// y[r] for rows [r0, r1): 16 entries per step, x fetched for the valid lanes;
+/// two rows at a time, their blocks interleaved, so two independent fma chains
+/// and reduction trees overlap (each row's own arithmetic is unchanged).
 template <class V, class Source>
 [[QPRUNE_TARGET_SPMM512]] inline void spmv(const Source& src, const detail::spmm_io& io, index_t r0,
                                            index_t r1) noexcept {
-  for (index_t r = r0; r < r1; ++r) {
+  index_t r = r0;
+  for (; r + 2 <= r1; r += 2) {
+    const index_t sa = src.start(r), la = src.length(r);
+    const index_t sb = src.start(r + 1), lb = src.length(r + 1);
+    __m512 a = _mm512_setzero_ps(), b = _mm512_setzero_ps();
+    const index_t both = std::min(la, lb);
+    index_t j0 = 0;
+    for (; j0 < both; j0 += 16) {
+      spmv_block(src, io.x, sa, j0, la, a);
+      spmv_block(src, io.x, sb, j0, lb, b);
+    }
+    for (index_t j = j0; j < la; j += 16) spmv_block(src, io.x, sa, j, la, a);
+    for (index_t j = j0; j < lb; j += 16) spmv_block(src, io.x, sb, j, lb, b);
+    io.y[r] = finish<V>(tree16(a), io, r);
+    io.y[r + 1] = finish<V>(tree16(b), io, r + 1);
+  }
+  for (; r < r1; ++r) {
     const index_t s = src.start(r), len = src.length(r);
     __m512 acc = _mm512_setzero_ps();
-    for (index_t j0 = 0; j0 < len; j0 += 16) {
-      __m512 w;
-      __m512i col;
-      __mmask16 ok;
-      src.load(s, j0, len, w, col, ok);
-      const __m512 xv = src.xvalues(io.x, s, j0, len, col, ok);
-      acc = _mm512_mask3_fmadd_ps(w, xv, acc, ok);
-    }
+    for (index_t j0 = 0; j0 < len; j0 += 16) spmv_block(src, io.x, s, j0, len, acc);
     io.y[r] = finish<V>(tree16(acc), io, r);
   }
 }

@@ -198,35 +198,37 @@ void bm_dnnl_sgemm(benchmark::State& state, shape s) {
 }
 #endif
 
+/// Every benchmark reports wall time (UseRealTime): the two-thread runs' CPU time
+/// would count only the calling thread.
 void register_all() {
   for (const shape& s : shapes) {
     const std::string dims = std::to_string(s.m) + "x" + std::to_string(s.n) + "x" + std::to_string(s.k);
     for (isa path : {isa::avx512_vnni, isa::avx2}) {
       benchmark::RegisterBenchmark(("gemm_u8s8s32/qprune_" + std::string(qprune::kernels::to_string(path)) + "/" + dims).c_str(),
-                                   bm_qprune_int32, s, path, 1);
+                                   bm_qprune_int32, s, path, 1)->UseRealTime();
     }
     benchmark::RegisterBenchmark(("gemm_u8s8s32/qprune_2threads/" + dims).c_str(), bm_qprune_int32, s,
-                                 qprune::kernels::active_isa(), 2);
+                                 qprune::kernels::active_isa(), 2)->UseRealTime();
     benchmark::RegisterBenchmark(("gemm_u8s8_f32out/qprune_" + std::string(qprune::kernels::to_string(qprune::kernels::active_isa())) + "/" + dims).c_str(),
-                                 bm_qprune_float_out, s, qprune::kernels::active_isa());
+                                 bm_qprune_float_out, s, qprune::kernels::active_isa())->UseRealTime();
     benchmark::RegisterBenchmark(("gemm_u8s8_requant_s8/qprune_" + std::string(qprune::kernels::to_string(qprune::kernels::active_isa())) + "/" + dims).c_str(),
-                                 bm_qprune_requant, s);
+                                 bm_qprune_requant, s)->UseRealTime();
     if (s.n == 1024 && s.k == 1024 && s.m <= 64) {
       benchmark::RegisterBenchmark(("dynamic_dense/qprune/" + dims).c_str(), bm_dynamic_dense, s,
-                                   qprune::kernels::active_isa());
+                                   qprune::kernels::active_isa())->UseRealTime();
       benchmark::RegisterBenchmark(("dynamic_dense/reference/" + dims).c_str(), bm_dynamic_dense, s,
-                                   isa::scalar);
+                                   isa::scalar)->UseRealTime();
     }
-    benchmark::RegisterBenchmark(("gemm_f16w/qprune/" + dims).c_str(), bm_qprune_f16w<qprune::half>, s);
-    benchmark::RegisterBenchmark(("gemm_bf16w/qprune/" + dims).c_str(), bm_qprune_f16w<qprune::bfloat16>, s);
+    benchmark::RegisterBenchmark(("gemm_f16w/qprune/" + dims).c_str(), bm_qprune_f16w<qprune::half>, s)->UseRealTime();
+    benchmark::RegisterBenchmark(("gemm_bf16w/qprune/" + dims).c_str(), bm_qprune_f16w<qprune::bfloat16>, s)->UseRealTime();
     if (s.m * s.n * s.k <= 64 * 1024 * 1024) {
-      benchmark::RegisterBenchmark(("gemm_u8s8s32/reference/" + dims).c_str(), bm_reference, s);
+      benchmark::RegisterBenchmark(("gemm_u8s8s32/reference/" + dims).c_str(), bm_reference, s)->UseRealTime();
     }
-    benchmark::RegisterBenchmark(("sgemm/eigen_rowmajor/" + dims).c_str(), bm_eigen, s, false);
-    benchmark::RegisterBenchmark(("sgemm/eigen_colmajor/" + dims).c_str(), bm_eigen, s, true);
+    benchmark::RegisterBenchmark(("sgemm/eigen_rowmajor/" + dims).c_str(), bm_eigen, s, false)->UseRealTime();
+    benchmark::RegisterBenchmark(("sgemm/eigen_colmajor/" + dims).c_str(), bm_eigen, s, true)->UseRealTime();
 #ifdef QPRUNE_BENCH_HAVE_DNNL
-    benchmark::RegisterBenchmark(("gemm_u8s8s32/onednn/" + dims).c_str(), bm_dnnl_u8s8s32, s);
-    benchmark::RegisterBenchmark(("sgemm/onednn/" + dims).c_str(), bm_dnnl_sgemm, s);
+    benchmark::RegisterBenchmark(("gemm_u8s8s32/onednn/" + dims).c_str(), bm_dnnl_u8s8s32, s)->UseRealTime();
+    benchmark::RegisterBenchmark(("sgemm/onednn/" + dims).c_str(), bm_dnnl_sgemm, s)->UseRealTime();
 #endif
   }
 }

@@ -158,16 +158,33 @@ template <class I>
 /// immediate blends (ports 0, 1, 5), so the shuffle port is not the limit. On
 /// the machines measured, vgatherdps, inserts (port 5) and a store-to-stack
 /// round trip (a failed store forward per block) were all 2-3x slower.
+/// 16-bit indices are read two per 32-bit load and split with a mask and a
+/// shift (ALU ports), a quarter fewer loads per entry: CSR SpMV at 1024^2
+/// measured 1.88x -> 2.18x Eigen's CSR at 90% sparsity, 1.51x -> 1.62x at 95%
+/// (medians of 6 alternating runs); 64-bit loads (more ALU work) were slower.
 template <class I>
 [[QPRUNE_TARGET_SPMM512]] inline __m256 xload8(const float* x, const I* p) noexcept {
-  __m256 v = _mm256_broadcast_ss(x + p[0]);
-  v = _mm256_blend_ps(v, _mm256_broadcast_ss(x + p[1]), 0x02);
-  v = _mm256_blend_ps(v, _mm256_broadcast_ss(x + p[2]), 0x04);
-  v = _mm256_blend_ps(v, _mm256_broadcast_ss(x + p[3]), 0x08);
-  v = _mm256_blend_ps(v, _mm256_broadcast_ss(x + p[4]), 0x10);
-  v = _mm256_blend_ps(v, _mm256_broadcast_ss(x + p[5]), 0x20);
-  v = _mm256_blend_ps(v, _mm256_broadcast_ss(x + p[6]), 0x40);
-  return _mm256_blend_ps(v, _mm256_broadcast_ss(x + p[7]), 0x80);
+  if constexpr (sizeof(I) == 2) {
+    std::uint32_t q[4];
+    std::memcpy(q, p, sizeof q);
+    __m256 v = _mm256_broadcast_ss(x + (q[0] & 0xffffu));
+    v = _mm256_blend_ps(v, _mm256_broadcast_ss(x + (q[0] >> 16)), 0x02);
+    v = _mm256_blend_ps(v, _mm256_broadcast_ss(x + (q[1] & 0xffffu)), 0x04);
+    v = _mm256_blend_ps(v, _mm256_broadcast_ss(x + (q[1] >> 16)), 0x08);
+    v = _mm256_blend_ps(v, _mm256_broadcast_ss(x + (q[2] & 0xffffu)), 0x10);
+    v = _mm256_blend_ps(v, _mm256_broadcast_ss(x + (q[2] >> 16)), 0x20);
+    v = _mm256_blend_ps(v, _mm256_broadcast_ss(x + (q[3] & 0xffffu)), 0x40);
+    return _mm256_blend_ps(v, _mm256_broadcast_ss(x + (q[3] >> 16)), 0x80);
+  } else {
+    __m256 v = _mm256_broadcast_ss(x + p[0]);
+    v = _mm256_blend_ps(v, _mm256_broadcast_ss(x + p[1]), 0x02);
+    v = _mm256_blend_ps(v, _mm256_broadcast_ss(x + p[2]), 0x04);
+    v = _mm256_blend_ps(v, _mm256_broadcast_ss(x + p[3]), 0x08);
+    v = _mm256_blend_ps(v, _mm256_broadcast_ss(x + p[4]), 0x10);
+    v = _mm256_blend_ps(v, _mm256_broadcast_ss(x + p[5]), 0x20);
+    v = _mm256_blend_ps(v, _mm256_broadcast_ss(x + p[6]), 0x40);
+    return _mm256_blend_ps(v, _mm256_broadcast_ss(x + p[7]), 0x80);
+  }
 }
 
 template <class I>

@@ -21,6 +21,7 @@
 #include "qprune/io/mmap.hpp"
 #include "qprune/io/npy.hpp"
 #include "qprune/io/npz.hpp"
+#include "support/data.hpp"
 #include "support/json.hpp"
 #include "support/random.hpp"
 
@@ -30,17 +31,6 @@ namespace fs = std::filesystem;
 namespace io = qprune::io;
 using qprune::index_t;
 using qprune::test::json;
-
-std::vector<std::byte> file_bytes(const std::string& rel) {
-  const auto f = io::mapped_file::open(qprune::test::data_path("io/" + rel));
-  return {f.bytes().begin(), f.bytes().end()};
-}
-
-std::vector<std::byte> to_bytes(std::string_view s) {
-  std::vector<std::byte> v(s.size());
-  if (!s.empty()) std::memcpy(v.data(), s.data(), s.size());
-  return v;
-}
 
 std::vector<std::uint32_t> float_bits(const std::vector<float>& v) {
   std::vector<std::uint32_t> b;
@@ -187,9 +177,9 @@ TEST(array, to_float_is_exact_where_float_can_hold_the_value) {
   const auto b = io::array::from_values<bool>("b", {2}, std::span<const bool>(bv));
   EXPECT_EQ(b.to_float(), (std::vector<float>{1.f, 0.f}));
   EXPECT_THROW((void)a.values<double>(), qprune::config_error);
-  const auto f8 = io::array::copy_of("f8", io::dtype::f8_e5m2, {1}, io::array_order::c, to_bytes("\x3c"));
+  const auto f8 = io::array::copy_of("f8", io::dtype::f8_e5m2, {1}, io::array_order::c, qprune::test::to_bytes("\x3c"));
   EXPECT_THROW((void)f8.to_float(), qprune::config_error);
-  EXPECT_THROW((void)io::array::copy_of("x", io::dtype::f32, {2}, io::array_order::c, to_bytes("abc")),
+  EXPECT_THROW((void)io::array::copy_of("x", io::dtype::f32, {2}, io::array_order::c, qprune::test::to_bytes("abc")),
                qprune::shape_error);
   EXPECT_THROW((void)io::array::copy_of("x", io::dtype::f32, {-1}, io::array_order::c, {}), qprune::shape_error);
 }
@@ -235,21 +225,21 @@ TEST(npy, reads_in_place_from_the_mapping) {
   const io::array a = io::read_npy(qprune::test::data_path("io/np_f4.npy"));
   // numpy pads the header so the data starts at offset 128 of a page-aligned map.
   EXPECT_EQ(reinterpret_cast<std::uintptr_t>(a.bytes().data()) % 4096, 128u);
-  const auto f = file_bytes("np_f4.npy");
+  const auto f = qprune::test::read_raw<std::byte>("io/np_f4.npy");
   const io::array b = io::read_npy(f, "buffer", "b");
   EXPECT_EQ(b.bytes().data(), f.data() + 128);
   EXPECT_EQ(b.values<float>().size(), 12u);
 }
 
 TEST(npy, header_fields) {
-  const auto v3 = file_bytes("np_f4_v3.npy");
+  const auto v3 = qprune::test::read_raw<std::byte>("io/np_f4_v3.npy");
   const io::npy_header h = io::parse_npy_header(v3);
   EXPECT_EQ(h.major_version, 3);
   EXPECT_EQ(h.type, io::dtype::f32);
   EXPECT_EQ(h.shape, (std::vector<index_t>{6, 2}));
   EXPECT_EQ(h.data_offset, 128u);
-  EXPECT_EQ(io::parse_npy_header(file_bytes("np_f4_v2.npy")).major_version, 2);
-  const auto big = io::parse_npy_header(file_bytes("np_i2_big.npy"));
+  EXPECT_EQ(io::parse_npy_header(qprune::test::read_raw<std::byte>("io/np_f4_v2.npy")).major_version, 2);
+  const auto big = io::parse_npy_header(qprune::test::read_raw<std::byte>("io/np_i2_big.npy"));
   EXPECT_TRUE(big.big_endian);
   EXPECT_EQ(big.type, io::dtype::i16);
 }
@@ -260,12 +250,12 @@ TEST(npy, encoder_reproduces_numpy_bytes) {
                         "np_f4_fortran.npy", "np_f8_fortran_3d.npy", "np_f8_scalar.npy", "np_f4_empty.npy",
                         "np_i4_1d.npy", "sweep.npy"}) {
     SCOPED_TRACE(f);
-    const auto bytes = file_bytes(f);
+    const auto bytes = qprune::test::read_raw<std::byte>(std::string("io/") + f);
     EXPECT_EQ(io::encode_npy(io::read_npy(bytes)), bytes);
   }
   // Big-endian and v2/v3 files come back as little-endian v1.0 with the same values.
-  const io::array big = io::read_npy(file_bytes("np_f4_big.npy"));
-  const io::array little = io::read_npy(file_bytes("np_f4.npy"));
+  const io::array big = io::read_npy(qprune::test::read_raw<std::byte>("io/np_f4_big.npy"));
+  const io::array little = io::read_npy(qprune::test::read_raw<std::byte>("io/np_f4.npy"));
   EXPECT_EQ(float_bits(big.to_float()), float_bits(little.to_float()));
   const auto re = io::encode_npy(big);
   EXPECT_EQ(io::parse_npy_header(re).major_version, 1);
@@ -328,7 +318,7 @@ std::vector<std::byte> npy_with_header(std::string dict, std::size_t data_bytes,
   }
   h += dict;
   h.append(data_bytes, '\x01');
-  return to_bytes(h);
+  return qprune::test::to_bytes(h);
 }
 
 TEST(npy, parser_accepts_the_literal_variants_python_writes) {
@@ -392,11 +382,11 @@ TEST(npy, parser_rejects_malformed_headers) {
   bad("{'descr': '<f4', " + fo + "'shape': " + deep + ")}\n", 4, "more than 64 dimensions");
   bad("{'descr': '<f4', " + fo + "'shape': (6,)}\n", 24, "version 4.0", 4);
 
-  expect_io_error([] { (void)io::read_npy(to_bytes(std::string("\x93NUMPX\x01\x00\x00\x00", 10))); }, ".npy magic");
-  expect_io_error([] { (void)io::read_npy(to_bytes("\x93NUMPY\x01")); }, "expected at least the 10-byte");
-  expect_io_error([] { (void)io::read_npy(to_bytes(std::string("\x93NUMPY\x01\x00\xff\x00{", 11))); },
+  expect_io_error([] { (void)io::read_npy(qprune::test::to_bytes(std::string("\x93NUMPX\x01\x00\x00\x00", 10))); }, ".npy magic");
+  expect_io_error([] { (void)io::read_npy(qprune::test::to_bytes("\x93NUMPY\x01")); }, "expected at least the 10-byte");
+  expect_io_error([] { (void)io::read_npy(qprune::test::to_bytes(std::string("\x93NUMPY\x01\x00\xff\x00{", 11))); },
                   "declares a 255-byte header");
-  expect_io_error([] { (void)io::read_npy(to_bytes(std::string("\x93NUMPY\x02\x00\x05\x00", 10))); },
+  expect_io_error([] { (void)io::read_npy(qprune::test::to_bytes(std::string("\x93NUMPY\x02\x00\x05\x00", 10))); },
                   "12-byte");
 }
 
@@ -411,7 +401,7 @@ TEST(npz, numpy_written_archives_load) {
     for (const auto& a : arrays) expect_matches_manifest(a, m[a.name()]);
   }
   // Central-directory order is numpy's argument order.
-  const auto arrays = io::read_npz(file_bytes("np_savez.npz"));
+  const auto arrays = io::read_npz(qprune::test::read_raw<std::byte>("io/np_savez.npz"));
   EXPECT_EQ(arrays[0].name(), "weight");
   EXPECT_EQ(arrays[1].name(), "bias");
   EXPECT_EQ(arrays[2].name(), "mask");
@@ -445,7 +435,7 @@ TEST(npz, round_trips_stored_and_deflated) {
     }
   }
   // numpy's own archives re-encode to archives with the same members.
-  const auto np = io::read_npz(file_bytes("np_savez_compressed.npz"));
+  const auto np = io::read_npz(qprune::test::read_raw<std::byte>("io/np_savez_compressed.npz"));
   const auto re = io::read_npz(io::encode_npz(np, io::zip_method::deflated));
   for (std::size_t i = 0; i < np.size(); ++i) EXPECT_EQ(float_bits(re[i].to_float()), float_bits(np[i].to_float()));
   std::vector<io::array> dup = {arrays[0], arrays[0]};
@@ -509,9 +499,9 @@ TEST(npz, rejects_malformed_archives) {
   bad(patched(eocd + 16, {0, 0, 0, 0}), "expected it to end at offset");
   bad(patched(eocd + 20, {1, 0}), "no end of central directory record");
   bad(patched(0, {'Q'}), "no local header");
-  auto fake = to_bytes("not a zip file at all, but long enough");
+  auto fake = qprune::test::to_bytes("not a zip file at all, but long enough");
   bad(fake, "no end of central directory record");
-  bad(to_bytes("PK"), "expected at least the 22-byte");
+  bad(qprune::test::to_bytes("PK"), "expected at least the 22-byte");
   // A member that is not .npy.
   auto renamed = good;
   for (const std::size_t off : {std::size_t{30}, cd + 46}) renamed[off + 2] = std::byte{'x'};  // "a.xpy"
@@ -564,7 +554,7 @@ void corruption_sweep(const std::vector<std::byte>& good, Read read) {
 }
 
 TEST(npy, corruption_sweep_yields_only_io_errors) {
-  corruption_sweep(file_bytes("sweep.npy"), [](const std::vector<std::byte>& b) {
+  corruption_sweep(qprune::test::read_raw<std::byte>("io/sweep.npy"), [](const std::vector<std::byte>& b) {
     const auto a = io::read_npy(b);
     return a.to_float();  // every accepted file converts
   });
@@ -573,7 +563,7 @@ TEST(npy, corruption_sweep_yields_only_io_errors) {
 TEST(npz, corruption_sweep_yields_only_io_errors) {
   for (const char* f : {"sweep.npz", "sweep_deflated.npz", "np_savez_zip64.npz"}) {
     SCOPED_TRACE(f);
-    corruption_sweep(file_bytes(f), [](const std::vector<std::byte>& b) {
+    corruption_sweep(qprune::test::read_raw<std::byte>(std::string("io/") + f), [](const std::vector<std::byte>& b) {
       const auto arrays = io::read_npz(b);
       for (const auto& a : arrays) (void)a.to_float();
       return arrays.size();

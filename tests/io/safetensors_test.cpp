@@ -17,6 +17,7 @@
 #include "qprune/io/array.hpp"
 #include "qprune/io/mmap.hpp"
 #include "qprune/io/safetensors.hpp"
+#include "support/data.hpp"
 #include "support/json.hpp"
 #include "support/random.hpp"
 
@@ -26,17 +27,6 @@ namespace fs = std::filesystem;
 namespace io = qprune::io;
 using qprune::index_t;
 using qprune::test::json;
-
-std::vector<std::byte> file_bytes(const std::string& rel) {
-  const auto f = io::mapped_file::open(qprune::test::data_path("io/" + rel));
-  return {f.bytes().begin(), f.bytes().end()};
-}
-
-std::vector<std::byte> to_bytes(std::string_view s) {
-  std::vector<std::byte> v(s.size());
-  if (!s.empty()) std::memcpy(v.data(), s.data(), s.size());
-  return v;
-}
 
 std::vector<std::byte> u8_bytes(std::initializer_list<int> v) {
   std::vector<std::byte> b;
@@ -48,7 +38,7 @@ std::vector<std::byte> u8_bytes(std::initializer_list<int> v) {
 std::vector<std::byte> st_file(const std::string& header, std::size_t data_bytes) {
   std::vector<std::byte> b(8);
   io::detail::store_le<std::uint64_t>(b.data(), header.size());
-  const auto h = to_bytes(header);
+  const auto h = qprune::test::to_bytes(header);
   b.insert(b.end(), h.begin(), h.end());
   b.resize(b.size() + data_bytes, std::byte{0});
   return b;
@@ -111,7 +101,7 @@ TEST(safetensors, torch_tensors_load_with_torch_values) {
 }
 
 TEST(safetensors, raw_dtypes_keep_their_bytes) {
-  const auto f = io::read_safetensors(file_bytes("raw_dtypes.safetensors"));
+  const auto f = io::read_safetensors(qprune::test::read_raw<std::byte>("io/raw_dtypes.safetensors"));
   const io::array* e4 = f.find("f8a");
   ASSERT_NE(e4, nullptr);
   EXPECT_EQ(e4->type(), io::dtype::f8_e4m3);
@@ -133,7 +123,7 @@ TEST(safetensors, writer_reproduces_reference_bytes) {
   const std::vector<float> v = {0, 1, 2, 3, 4, 5};
   const std::vector<io::array> one = {io::array::from_values<float>("attn.0", {1, 2, 3}, v)};
   std::vector<std::byte> want = u8_bytes({64, 0, 0, 0, 0, 0, 0, 0});
-  const auto h = to_bytes(R"({"attn.0":{"dtype":"F32","shape":[1,2,3],"data_offsets":[0,24]}})");
+  const auto h = qprune::test::to_bytes(R"({"attn.0":{"dtype":"F32","shape":[1,2,3],"data_offsets":[0,24]}})");
   want.insert(want.end(), h.begin(), h.end());
   const auto d = u8_bytes({0, 0, 0, 0, 0, 0, 128, 63, 0, 0, 0, 64, 0, 0, 64, 64, 0, 0, 128, 64, 0, 0, 160, 64});
   want.insert(want.end(), d.begin(), d.end());
@@ -155,7 +145,7 @@ TEST(safetensors, writer_reproduces_reference_bytes) {
   // Our generator's files (written as the reference writes them) re-encode byte for byte.
   for (const char* file : {"torch.safetensors", "raw_dtypes.safetensors", "sweep.safetensors"}) {
     SCOPED_TRACE(file);
-    const auto bytes = file_bytes(file);
+    const auto bytes = qprune::test::read_raw<std::byte>(std::string("io/") + file);
     const auto f = io::read_safetensors(bytes);
     EXPECT_EQ(io::encode_safetensors(f.tensors, f.metadata), bytes);
   }
@@ -228,7 +218,7 @@ TEST(safetensors, rejects_malformed_files) {
     expect_io_error([&] { (void)io::read_safetensors(b, "'m.safetensors'"); }, "'m.safetensors'");
   };
   const std::string t = R"("t":{"dtype":"F32","shape":[2],"data_offsets":[0,8]})";
-  bad(to_bytes("1234567"), "expected at least the 8-byte header size");
+  bad(qprune::test::to_bytes("1234567"), "expected at least the 8-byte header size");
   auto huge = st_file("{}", 0);
   io::detail::store_le<std::uint64_t>(huge.data(), 100'000'001);
   bad(huge, "declares a 100000001-byte header (expected at most 100000000)");
@@ -274,7 +264,7 @@ TEST(safetensors, rejects_malformed_files) {
 }
 
 TEST(safetensors, corruption_sweep_yields_only_io_errors) {
-  const auto good = file_bytes("sweep.safetensors");
+  const auto good = qprune::test::read_raw<std::byte>("io/sweep.safetensors");
   ASSERT_LT(good.size(), 400u);
   (void)io::read_safetensors(good);
   for (std::size_t len = 0; len < good.size(); ++len) {

@@ -1,10 +1,13 @@
 // Reading the committed reference vectors under tests/data/.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <fstream>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace qprune::test {
@@ -24,6 +27,13 @@ std::vector<T> read_raw(const std::string& rel) {
   std::vector<T> v(bytes / sizeof(T));
   f.seekg(0);
   f.read(reinterpret_cast<char*>(v.data()), static_cast<std::streamsize>(bytes));
+  return v;
+}
+
+/// The bytes of `s` (hand-written file contents in tests).
+inline std::vector<std::byte> to_bytes(std::string_view s) {
+  std::vector<std::byte> v(s.size());
+  if (!s.empty()) std::memcpy(v.data(), s.data(), s.size());
   return v;
 }
 

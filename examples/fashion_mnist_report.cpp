@@ -41,34 +41,28 @@ constexpr index_t kBatch = 128;
 struct args {
   bool full = false;
   std::string model;  // mlp, cnn, both (default: mlp quick, both full)
-  int epochs = -1;
-  index_t train_limit = -1, test_limit = -1;
+  int epochs = 0;  // 0: the default (8 / 4 full, 4 / 1 quick)
+  index_t train_limit = 0, test_limit = 0;  // 0: all images
   unsigned seed = 1;
   bool retrain = false;
   fs::path out = "fashion_mnist_report";
 };
 
 args parse(int argc, char** argv) {
+  const fmnist::flags f(argc, argv,
+                        {{"model", ""}, {"epochs", "0"}, {"train-limit", "0"}, {"test-limit", "0"}, {"seed", "1"},
+                         {"out", "fashion_mnist_report"}},
+                        {.text = {"model", "out"}, .switches = {"full", "retrain"}});
   args a;
-  for (int i = 1; i < argc; ++i) {
-    const std::string k = argv[i];
-    const auto next = [&]() -> std::string {
-      if (i + 1 >= argc) throw config_error("missing value after " + k);
-      return argv[++i];
-    };
-    if (k == "--full") a.full = true;
-    else if (k == "--model") a.model = next();
-    else if (k == "--epochs") a.epochs = std::stoi(next());
-    else if (k == "--train-limit") a.train_limit = std::stol(next());
-    else if (k == "--test-limit") a.test_limit = std::stol(next());
-    else if (k == "--seed") a.seed = static_cast<unsigned>(std::stoul(next()));
-    else if (k == "--retrain") a.retrain = true;
-    else if (k == "--out") a.out = next();
-    else
-      throw config_error("unknown argument " + k +
-                         " (expected --full, --model mlp|cnn|both, --epochs N, --train-limit N, --test-limit N, "
-                         "--seed N, --retrain, --out DIR)");
-  }
+  a.full = f.on("full");
+  a.retrain = f.on("retrain");
+  a.model = f.text("model");
+  a.out = f.text("out");
+  a.epochs = static_cast<int>(f.count("epochs"));
+  a.train_limit = f.count("train-limit");
+  a.test_limit = f.count("test-limit");
+  if (f.count("seed") < 0) throw config_error("--seed is negative (expected a seed >= 0)");
+  a.seed = static_cast<unsigned>(f.count("seed"));
   if (a.model.empty()) a.model = a.full ? "both" : "mlp";
   if (a.model != "mlp" && a.model != "cnn" && a.model != "both") {
     throw config_error("--model " + a.model + " (expected mlp, cnn or both)");
@@ -111,7 +105,7 @@ using fmnist::gather;
 template <class Net>
 constexpr std::size_t rank_of() {
   using first = std::remove_cvref_t<decltype(std::declval<Net&>().template get<0>())>;
-  return nn::detail::is_conv_v<first> ? 4 : 2;
+  return nn::is_conv_layer_v<first> ? 4 : 2;
 }
 
 /// One line of progress on stderr, rewritten in place.
@@ -372,11 +366,11 @@ void run_model(const std::string& name, Net fp32, QNet qat, const dataset& d, co
     std::iota(idx.begin(), idx.end(), 0);
     walk(net, gather<rank_of<Net>()>(d.calib_x, idx), [](auto& l, const auto& x) {
       using L = std::remove_cvref_t<decltype(l)>;
-      if constexpr (nn::detail::is_dense_v<L>) {
+      if constexpr (nn::is_dense_layer_v<L>) {
         prune::wanda_calibrator cal(l.in_features());
         cal.add_batch(x.cview());
         l.weights().set_mask(prune::wanda_mask(l.weight(), cal, 0.5));
-      } else if constexpr (nn::detail::is_conv_v<L>) {
+      } else if constexpr (nn::is_conv_layer_v<L>) {
         const kernels::conv2d_geometry g = l.geometry(x.extents());
         tensor<float, 2> cols(g.out_pixels(), g.patch());
         kernels::im2col(g, x.data(), 0, 0, g.out_pixels(), 0.0f, cols.data(), g.patch());

@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <exception>
 #include <map>
+#include <set>
 #include <numeric>
 #include <random>
 #include <span>
@@ -30,12 +31,21 @@ using namespace qprune;
 constexpr float kMean = 0.286f, kStd = 0.353f;
 constexpr index_t kBatch = 128;
 
-/// `--name value` flags, all numeric. The example lists the names it takes with their
-/// default values; anything else is a config_error that lists them (as does --help).
+/// Which flags are not numbers: `text` flags take any value, `switches` take
+/// none (`--full`; off unless given).
+struct flag_kinds {
+  std::set<std::string> text, switches;
+};
+
+/// `--name value` flags (and `--name` switches). The example lists the names it
+/// takes with their default values; anything else is a config_error that lists
+/// them (as does --help). Numeric values are checked before any work starts.
 class flags {
  public:
-  flags(int argc, char** argv, std::map<std::string, std::string> defaults) : v_(std::move(defaults)) {
-    for (int i = 1; i < argc; i += 2) {
+  flags(int argc, char** argv, std::map<std::string, std::string> defaults, flag_kinds kinds = {})
+      : v_(std::move(defaults)), kinds_(std::move(kinds)) {
+    for (const auto& sw : kinds_.switches) v_.emplace(sw, std::string());
+    for (int i = 1; i < argc; ++i) {
       const std::string k = argv[i];
       if (k == "--help" || k == "-h") {
         std::printf("flags: %s\n", names().c_str());
@@ -43,10 +53,16 @@ class flags {
       }
       const auto it = k.rfind("--", 0) == 0 ? v_.find(k.substr(2)) : v_.end();
       if (it == v_.end()) throw config_error("unknown argument '" + k + "' (expected " + names() + ")");
+      if (kinds_.switches.contains(it->first)) {
+        given_.insert(it->first);
+        continue;
+      }
       if (i + 1 >= argc) throw config_error("missing value after " + k);
-      it->second = argv[i + 1];
+      it->second = argv[++i];
     }
-    for (const auto& kv : v_) (void)number(kv.first);  // every value is checked before any work starts
+    for (const auto& kv : v_) {
+      if (!kinds_.text.contains(kv.first) && !kinds_.switches.contains(kv.first)) (void)number(kv.first);
+    }
   }
   /// The flag's value as a number; config_error if it is not one.
   [[nodiscard]] double number(const std::string& name) const {
@@ -67,14 +83,29 @@ class flags {
     if (!(std::fabs(v) <= 1e12)) throw config_error("--" + name + " " + v_.at(name) + " (expected at most 1e12)");
     return static_cast<index_t>(v);
   }
+  /// A text flag's value.
+  [[nodiscard]] const std::string& text(const std::string& name) const { return v_.at(name); }
+  /// Whether a switch was given.
+  [[nodiscard]] bool on(const std::string& name) const { return given_.contains(name); }
 
  private:
   std::string names() const {
     std::string s;
-    for (const auto& [k, v] : v_) s += (s.empty() ? "--" : ", --") + k + " N (default " + v + ")";
+    for (const auto& [k, v] : v_) {
+      s += s.empty() ? "--" : ", --";
+      s += k;
+      if (kinds_.switches.contains(k)) continue;
+      s += kinds_.text.contains(k) ? " TEXT" : " N";
+      if (v.empty()) continue;
+      s += " (default ";
+      s += v;
+      s += ')';
+    }
     return s;
   }
   std::map<std::string, std::string> v_;
+  flag_kinds kinds_;
+  std::set<std::string> given_;  // the switches given
 };
 
 /// Fashion-MNIST: labels and normalised images [n, 784] of both halves.

@@ -31,52 +31,41 @@
 #include "qprune/nn/sequential.hpp"
 #include "qprune/prune/magnitude.hpp"
 #include "qprune/prune/schedule.hpp"
+#include "fmnist_common.hpp"
 
 namespace {
 
 using namespace qprune;
 
-constexpr float kMean = 0.286f, kStd = 0.353f;
-constexpr index_t kBatch = 128;
+using fmnist::kBatch;
+using fmnist::kMean;
+using fmnist::kStd;
 
 struct args {
   std::string model = "mlp";
-  int epochs = -1;  // default: 8 (mlp) or 4 (cnn)
-  index_t train_limit = -1, test_limit = -1;
+  int epochs = 0;  // 0: the default, 8 (mlp) or 4 (cnn)
+  index_t train_limit = 0, test_limit = 0;  // 0: all images
   float prune = 0.0f;
   unsigned seed = 1;  // initialisation seed; the shuffle seed is 20261128 + seed
 };
 
 args parse(int argc, char** argv) {
+  const fmnist::flags f(argc, argv,
+                        {{"model", "mlp"}, {"epochs", "0"}, {"train-limit", "0"}, {"test-limit", "0"}, {"prune", "0"},
+                         {"seed", "1"}},
+                        {.text = {"model"}, .switches = {}});
   args a;
-  for (int i = 1; i < argc; ++i) {
-    const std::string k = argv[i];
-    const auto next = [&]() -> std::string {
-      if (i + 1 >= argc) throw config_error("missing value after " + k);
-      return argv[++i];
-    };
-    if (k == "--model") {
-      a.model = next();
-    } else if (k == "--epochs") {
-      a.epochs = std::stoi(next());
-    } else if (k == "--train-limit") {
-      a.train_limit = std::stol(next());
-    } else if (k == "--test-limit") {
-      a.test_limit = std::stol(next());
-    } else if (k == "--seed") {
-      a.seed = static_cast<unsigned>(std::stoul(next()));
-    } else if (k == "--prune") {
-      a.prune = std::stof(next());
-    } else {
-      throw config_error("unknown argument " + k +
-                         " (expected --model mlp|cnn, --epochs N, --train-limit N, "
-                         "--test-limit N, --prune S, --seed N)");
-    }
-  }
+  a.model = f.text("model");
+  a.epochs = static_cast<int>(f.count("epochs"));
+  a.train_limit = f.count("train-limit");
+  a.test_limit = f.count("test-limit");
+  a.prune = static_cast<float>(f.number("prune"));
+  if (f.count("seed") < 0) throw config_error("--seed is negative (expected a seed >= 0)");
+  a.seed = static_cast<unsigned>(f.count("seed"));
   if (a.model != "mlp" && a.model != "cnn") {
     throw config_error("--model " + a.model + " (expected mlp or cnn)");
   }
-  if (a.epochs < 0) a.epochs = a.model == "mlp" ? 8 : 4;
+  if (a.epochs <= 0) a.epochs = a.model == "mlp" ? 8 : 4;
   return a;
 }
 
@@ -103,20 +92,7 @@ auto make_cnn(nn::init_rng& rng) {
                         nn::relu(), pruned_dense({.in_features = 128, .out_features = 10}, rng));
 }
 
-/// Rows `idx` of the normalised images, as [n, 784] (MLP) or [n, 28, 28, 1] (CNN).
-template <std::size_t R>
-tensor<float, R> gather(const tensor<float, 2>& images, std::span<const index_t> idx) {
-  const index_t px = images.extent(1);
-  tensor<float, 2> out(static_cast<index_t>(idx.size()), px);
-  for (std::size_t i = 0; i < idx.size(); ++i) {
-    std::copy_n(images.data() + idx[i] * px, px, out.data() + static_cast<index_t>(i) * px);
-  }
-  if constexpr (R == 2) {
-    return out;
-  } else {
-    return out.reshaped(extents<4>(out.extent(0), 28, 28, 1));
-  }
-}
+using fmnist::gather;
 
 struct epoch_result {
   double loss, train_acc, test_acc, seconds;

@@ -36,3 +36,14 @@ template <class Model, std::size_t I>
 using layer_t = std::remove_cvref_t<decltype(std::declval<Model&>().template get<I>())>;
 
 }  // namespace qprune::nn::detail
+
+namespace qprune::nn {
+
+/// Whether L is an nn::dense<...> (cv-ref qualifiers ignored).
+template <class L>
+inline constexpr bool is_dense_layer_v = detail::is_dense_v<L>;
+/// Whether L is an nn::conv2d<...> (cv-ref qualifiers ignored).
+template <class L>
+inline constexpr bool is_conv_layer_v = detail::is_conv_v<L>;
+
+}  // namespace qprune::nn

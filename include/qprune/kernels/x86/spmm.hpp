@@ -83,6 +83,23 @@ QPRUNE_X86_INTRINSICS_BEGIN
 
 namespace qprune::kernels::x86_avx2 {
 
+/// x[idx[0..7]] as one ymm: broadcast loads (load ports only) merged by
+/// immediate blends, so the shuffle port is not the limit. On the machines
+/// measured, vgatherdps, inserts (port 5) and a store-to-stack round trip (a
+/// failed store forward per block) were all 2-3x slower. Also the AVX-512
+/// kernels' gather for 8- and 32-bit indices.
+template <class I>
+[[gnu::target("avx2,fma,f16c")]] inline __m256 xload8(const float* x, const I* p) noexcept {
+  __m256 v = _mm256_broadcast_ss(x + p[0]);
+  v = _mm256_blend_ps(v, _mm256_broadcast_ss(x + p[1]), 0x02);
+  v = _mm256_blend_ps(v, _mm256_broadcast_ss(x + p[2]), 0x04);
+  v = _mm256_blend_ps(v, _mm256_broadcast_ss(x + p[3]), 0x08);
+  v = _mm256_blend_ps(v, _mm256_broadcast_ss(x + p[4]), 0x10);
+  v = _mm256_blend_ps(v, _mm256_broadcast_ss(x + p[5]), 0x20);
+  v = _mm256_blend_ps(v, _mm256_broadcast_ss(x + p[6]), 0x40);
+  return _mm256_blend_ps(v, _mm256_broadcast_ss(x + p[7]), 0x80);
+}
+
 /// dst[c * ldd + r] = src[r * lds + c] for r < rows, c < cols: 8 x 8 blocks
 /// through registers (unpack / shuffle / lane permute), scalar edges. Used to
 /// pack X^T and to write SpMM results back in Y's orientation.
@@ -154,14 +171,11 @@ template <class I>
                     : static_cast<__mmask16>((1u << static_cast<unsigned>(left)) - 1u);
 }
 
-/// x[idx[0..7]] as one ymm: broadcast loads (load ports only) merged by
-/// immediate blends (ports 0, 1, 5), so the shuffle port is not the limit. On
-/// the machines measured, vgatherdps, inserts (port 5) and a store-to-stack
-/// round trip (a failed store forward per block) were all 2-3x slower.
-/// 16-bit indices are read two per 32-bit load and split with a mask and a
-/// shift (ALU ports), a quarter fewer loads per entry: CSR SpMV at 1024^2
-/// measured 1.88x -> 2.18x Eigen's CSR at 90% sparsity, 1.51x -> 1.62x at 95%
-/// (medians of 6 alternating runs); 64-bit loads (more ALU work) were slower.
+/// x[idx[0..7]] as one ymm (x86_avx2::xload8). 16-bit indices are read two per
+/// 32-bit load and split with a mask and a shift (ALU ports), a quarter fewer
+/// loads per entry: CSR SpMV at 1024^2 measured 1.88x -> 2.18x Eigen's CSR at
+/// 90% sparsity, 1.51x -> 1.62x at 95% (medians of 6 alternating runs); 64-bit
+/// loads (more ALU work) were slower.
 template <class I>
 [[QPRUNE_TARGET_SPMM512]] inline __m256 xload8(const float* x, const I* p) noexcept {
   if constexpr (sizeof(I) == 2) {
@@ -176,14 +190,7 @@ template <class I>
     v = _mm256_blend_ps(v, _mm256_broadcast_ss(x + (q[3] & 0xffffu)), 0x40);
     return _mm256_blend_ps(v, _mm256_broadcast_ss(x + (q[3] >> 16)), 0x80);
   } else {
-    __m256 v = _mm256_broadcast_ss(x + p[0]);
-    v = _mm256_blend_ps(v, _mm256_broadcast_ss(x + p[1]), 0x02);
-    v = _mm256_blend_ps(v, _mm256_broadcast_ss(x + p[2]), 0x04);
-    v = _mm256_blend_ps(v, _mm256_broadcast_ss(x + p[3]), 0x08);
-    v = _mm256_blend_ps(v, _mm256_broadcast_ss(x + p[4]), 0x10);
-    v = _mm256_blend_ps(v, _mm256_broadcast_ss(x + p[5]), 0x20);
-    v = _mm256_blend_ps(v, _mm256_broadcast_ss(x + p[6]), 0x40);
-    return _mm256_blend_ps(v, _mm256_broadcast_ss(x + p[7]), 0x80);
+    return x86_avx2::xload8(x, p);
   }
 }
 
@@ -685,18 +692,6 @@ template <class I>
   } else {
     return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
   }
-}
-
-/// x[idx[0..7]] as one register (as x86_avx512::xload8).
-[[QPRUNE_TARGET_SPMM256]] inline __m256 xload8(const float* x, const std::int32_t* p) noexcept {
-  __m256 v = _mm256_broadcast_ss(x + p[0]);
-  v = _mm256_blend_ps(v, _mm256_broadcast_ss(x + p[1]), 0x02);
-  v = _mm256_blend_ps(v, _mm256_broadcast_ss(x + p[2]), 0x04);
-  v = _mm256_blend_ps(v, _mm256_broadcast_ss(x + p[3]), 0x08);
-  v = _mm256_blend_ps(v, _mm256_broadcast_ss(x + p[4]), 0x10);
-  v = _mm256_blend_ps(v, _mm256_broadcast_ss(x + p[5]), 0x20);
-  v = _mm256_blend_ps(v, _mm256_broadcast_ss(x + p[6]), 0x40);
-  return _mm256_blend_ps(v, _mm256_broadcast_ss(x + p[7]), 0x80);
 }
 
 /// 16 entries as two halves (lanes 0-7, 8-15); ok is an all-ones float lane mask.

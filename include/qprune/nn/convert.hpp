@@ -123,10 +123,6 @@ struct folded {
   std::vector<double> row_factor;
 };
 
-/// The layer's weight quantizer policy.
-template <class L>
-using weight_quantizer_of = typename std::remove_cvref_t<decltype(std::declval<L&>().weights())>::quantizer_type;
-
 /// Fills the layer's storage slot with its weight policy's quantize() of the
 /// masked master weights (nothing for quant::none), then returns its effective
 /// weights and bias.
@@ -134,7 +130,7 @@ template <class L>
 folded fold(L& layer) {
   auto& mw = layer.weights();
   mw.apply_mask();  // the master weights normally hold mask ⊙ w already; applying is idempotent
-  if constexpr (!std::same_as<weight_quantizer_of<L>, quant::none>) {
+  if constexpr (!std::same_as<typename std::remove_cvref_t<L>::weight_quantizer_type, quant::none>) {
     mw.storage() = mw.quantizer().quantize(mw.value().cview());
   }
   const tensor_view<const float, 2> eff = mw.effective();
@@ -183,7 +179,7 @@ inline void fold_batch_norm(folded& f, batch_norm& bn) {
 /// Any other layer's effective weights are quantized per channel by quant::int8.
 template <class L>
 quant::int8_weights int8_codes(L& layer, const folded& f) {
-  if constexpr (std::same_as<typename weight_quantizer_of<L>::storage_type, quant::int8_weights>) {
+  if constexpr (std::same_as<typename std::remove_cvref_t<L>::weight_quantizer_type::storage_type, quant::int8_weights>) {
     quant::int8_weights q = *layer.weights().storage();  // filled by fold()
     for (std::size_t r = 0; r < f.row_factor.size(); ++r) {
       const double k = f.row_factor[r];
@@ -211,7 +207,7 @@ quant::int8_weights int8_codes(L& layer, const folded& f) {
 /// grouped as `o` says.
 template <class L>
 quant::packed_int4_matrix int4_codes(L& layer, const folded& f, const convert_options& o) {
-  if constexpr (std::same_as<typename weight_quantizer_of<L>::storage_type, quant::packed_int4_matrix>) {
+  if constexpr (std::same_as<typename std::remove_cvref_t<L>::weight_quantizer_type::storage_type, quant::packed_int4_matrix>) {
     if (f.row_factor.empty()) return *layer.weights().storage();  // filled by fold()
   }
   return quant::quantize_int4(f.w.cview(), o.int4_group_size, o.int4_scheme);

@@ -61,14 +61,18 @@ struct vnni_args {
 // Each output stage has a per-panel part, prepared once for the 16 channels of
 // a panel (prepare), and a per-row part applied to every accumulator vector of
 // that panel (store_tile), so the loads and shift setup are not repeated per row.
+// prepare also takes the panel's zero-point correction zc (subtracted from every
+// accumulator; wrapping int32 arithmetic, as the reference).
 
-struct int32_consts {};
-[[QPRUNE_TARGET_VNNI]] inline int32_consts prepare(const store_int32&, __mmask16, index_t) noexcept {
-  return {};
+struct int32_consts {
+  __m512i zc;
+};
+[[QPRUNE_TARGET_VNNI]] inline int32_consts prepare(const store_int32&, __mmask16, index_t, __m512i zc) noexcept {
+  return {zc};
 }
 [[QPRUNE_TARGET_VNNI]] inline void store_tile(__m512i acc, __mmask16 m, index_t n0, std::int32_t* c,
-                                              const int32_consts&) noexcept {
-  _mm512_mask_storeu_epi32(c + n0, m, acc);
+                                              const int32_consts& k) noexcept {
+  _mm512_mask_storeu_epi32(c + n0, m, _mm512_sub_epi32(acc, k.zc));
 }
 
 /// Returns a vector unchanged but opaque to the optimiser, so a product is
@@ -80,17 +84,18 @@ struct int32_consts {};
 
 struct float_consts {
   __m512 scale, bias;
+  __m512i zc;
   bool relu, fused;
 };
 [[QPRUNE_TARGET_VNNI]] inline float_consts prepare(const store_float& st, __mmask16 m,
-                                                   index_t n0) noexcept {
+                                                   index_t n0, __m512i zc) noexcept {
   return {_mm512_maskz_loadu_ps(m, st.scale + n0),
           st.bias != nullptr ? _mm512_maskz_loadu_ps(m, st.bias + n0) : _mm512_setzero_ps(),
-          st.relu, st.fused};
+          zc, st.relu, st.fused};
 }
 [[QPRUNE_TARGET_VNNI]] inline void store_tile(__m512i acc, __mmask16 m, index_t n0, float* y,
                                               const float_consts& k) noexcept {
-  const __m512 a = _mm512_cvtepi32_ps(acc);
+  const __m512 a = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc, k.zc));
   __m512 v = k.fused ? _mm512_fmadd_ps(a, k.scale, k.bias) : _mm512_add_ps(opaque(_mm512_mul_ps(a, k.scale)), k.bias);
   if (k.relu) v = _mm512_max_ps(v, _mm512_setzero_ps());
   _mm512_mask_storeu_ps(y + n0, m, v);
@@ -98,25 +103,27 @@ struct float_consts {
 
 /// The requantizing stage on 16 lanes, bit-identical to quant::requantize_value
 /// (double rounding) for multipliers >= 0:
-///   s = acc + bias (wraps); x = s << left (wraps)
+///   s = acc - zc + bias (wraps; one add of bias - zc); x = s << left (wraps;
+///     skipped for a panel whose shifts are all <= 0, the usual case)
 ///   SRDHM(x, M0) = (x * M0 + 2^30) >> 31 in int64 (floor shift: equal to
-///     gemmlowp's truncating form with its sign-dependent nudge)
+///     gemmlowp's truncating form with its sign-dependent nudge); bits 31..62
+///     of the sum, taken by one shift per lane parity before the merge
 ///   RDBPOT(h, right) = (h >> right) + ((h & mask) > (mask >> 1) + (h < 0))
 ///   out = clamp(RDBPOT + zero_point, act_min, act_max)
 struct requant_consts {
   __m512i bias, left, right, mult, mult_odd, mask, half_mask, zp, lo, hi;
-  bool has_bias;
+  bool any_left;
 };
 template <class T>
 [[QPRUNE_TARGET_VNNI]] inline requant_consts prepare(const store_requant<T>& st, __mmask16 m,
-                                                     index_t n0) noexcept {
+                                                     index_t n0, __m512i zc) noexcept {
   const __m512i shift = _mm512_maskz_loadu_epi32(m, st.shift + n0);
   const __m512i zero = _mm512_setzero_si512();
   const __m512i one = _mm512_set1_epi32(1);
   requant_consts k;
-  k.has_bias = st.bias != nullptr;
-  k.bias = k.has_bias ? _mm512_maskz_loadu_epi32(m, st.bias + n0) : zero;
+  k.bias = _mm512_sub_epi32(st.bias != nullptr ? _mm512_maskz_loadu_epi32(m, st.bias + n0) : zero, zc);
   k.left = _mm512_max_epi32(shift, zero);
+  k.any_left = _mm512_test_epi32_mask(k.left, k.left) != 0;
   k.right = _mm512_max_epi32(_mm512_sub_epi32(zero, shift), zero);
   k.mult = _mm512_maskz_loadu_epi32(m, st.multiplier + n0);
   k.mult_odd = _mm512_srli_epi64(k.mult, 32);
@@ -130,13 +137,14 @@ template <class T>
 template <class T>
 [[QPRUNE_TARGET_VNNI]] inline void store_tile(__m512i acc, __mmask16 m, index_t n0, T* q,
                                               const requant_consts& k) noexcept {
-  const __m512i s = k.has_bias ? _mm512_add_epi32(acc, k.bias) : acc;
-  const __m512i x = _mm512_sllv_epi32(s, k.left);
+  const __m512i s = _mm512_add_epi32(acc, k.bias);
+  const __m512i x = k.any_left ? _mm512_sllv_epi32(s, k.left) : s;
   const __m512i round = _mm512_set1_epi64(std::int64_t{1} << 30);
-  const __m512i even = _mm512_srai_epi64(_mm512_add_epi64(_mm512_mul_epi32(x, k.mult), round), 31);
-  const __m512i odd = _mm512_srai_epi64(
-      _mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(x, 32), k.mult_odd), round), 31);
-  const __m512i h = _mm512_mask_blend_epi32(static_cast<__mmask16>(0xAAAA), even, _mm512_slli_epi64(odd, 32));
+  // Even lanes: the low dword of sum >> 31; odd lanes: the high dword of sum << 1.
+  const __m512i even = _mm512_srli_epi64(_mm512_add_epi64(_mm512_mul_epi32(x, k.mult), round), 31);
+  const __m512i odd = _mm512_slli_epi64(
+      _mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(x, 32), k.mult_odd), round), 1);
+  const __m512i h = _mm512_mask_blend_epi32(static_cast<__mmask16>(0xAAAA), even, odd);
   const __m512i rem = _mm512_and_si512(h, k.mask);
   const __m512i threshold = _mm512_add_epi32(k.half_mask, _mm512_srli_epi32(h, 31));
   __m512i r = _mm512_srav_epi32(h, k.right);
@@ -176,10 +184,9 @@ template <int MR, int NV, class Out, class Stage>
     const index_t n0 = (p0 + v) * 16;
     const __mmask16 m = tail_mask(g.n, n0);
     const __m512i zc = _mm512_loadu_si512(g.zcorr + n0);
-    const auto consts = prepare(st, m, n0);
+    const auto consts = prepare(st, m, n0, zc);
 #pragma GCC unroll 8
-    for (int r = 0; r < MR; ++r)
-      store_tile(_mm512_sub_epi32(acc[r][v], zc), m, n0, out + (m0 + r) * ldo, consts);
+    for (int r = 0; r < MR; ++r) store_tile(acc[r][v], m, n0, out + (m0 + r) * ldo, consts);
   }
 }
 

@@ -2,9 +2,11 @@
 // layers: qprune's dispatched kernel (and each forced ISA), the scalar
 // reference twin, Eigen fp32 (-O3 -mavx2 -mfma, both storage orders) and, when
 // Debian's libdnnl-dev is installed, oneDNN's dnnl_gemm_u8s8s32 and dnnl_sgemm.
-// Items are multiply-accumulates (M*N*K per iteration).
+// Items are multiply-accumulates (M*N*K per iteration). The gemm_pair
+// benchmarks report ratios instead (counters a_us, b_us, b_over_a; see paired()).
 //
 //   OMP_NUM_THREADS=1 ./gemm_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
+//   ./gemm_bench --benchmark_filter='gemm_pair' --benchmark_min_time=1
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -176,7 +178,6 @@ void bm_pair_requant(benchmark::State& state, shape s) {
         benchmark::ClobberMemory();
       },
       [&] { p.run(q); });
-  set_macs(state, s);
 }
 
 /// The int32-output GEMM on one thread (a) and on two (b), paired:
@@ -194,7 +195,6 @@ void bm_pair_threads(benchmark::State& state, shape s) {
   };
   paired(state, [&] { run(1); }, [&] { run(2); });
   qprune::kernels::set_num_threads(1);
-  set_macs(state, s);
 }
 
 template <class H>

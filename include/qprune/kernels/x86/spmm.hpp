@@ -662,37 +662,57 @@ template <class V, class I, class P>
   acc = _mm512_mask3_fmadd_ps(w, src.xvalues(x, s, 0, t, col, ok), acc, ok);
 }
 
-/// CSR SpMV, rows [r0, r1): spmv's order (two rows at a time, blocks
-/// interleaved), each row's whole 16-entry blocks first, then its partial one.
+/// Rows per pass of spmv_csr's reordering, and its classes of rows by whole blocks.
+inline constexpr index_t spmv_csr_chunk = 256;
+inline constexpr index_t spmv_csr_classes = 8;
+
+/// CSR SpMV, rows [r0, r1): two rows at a time, their whole 16-entry blocks
+/// interleaved, then each row's partial block. Within each chunk of 256 rows the
+/// rows run grouped by their number of whole blocks (a counting sort on the
+/// stack; 7 or more share the last group), so the block loops' trip counts
+/// repeat from one pair to the next and their exits are predicted (1024^2 SpMV,
+/// A/B in one process, 61 interleaved rounds: 1.21x faster at 95%, 1.30x at
+/// 90%, than in row order). Each row's arithmetic is unchanged (the lane order).
 template <class V, class I, class P>
 [[QPRUNE_TARGET_SPMM512]] inline void spmv_csr(const detail::spmm_csr_rows<V, I, P>& a,
                                      const detail::spmm_io& io, index_t r0, index_t r1) noexcept {
   const csr_source<V, I, P> src{a};
   constexpr index_t whole = ~index_t{15};
-  index_t r = r0;
-  for (; r + 2 <= r1; r += 2) {
-    const index_t sa = src.start(r), la = src.length(r), fa = la & whole;
-    const index_t sb = src.start(r + 1), lb = src.length(r + 1), fb = lb & whole;
-    __m512 acc_a = _mm512_setzero_ps(), acc_b = _mm512_setzero_ps();
-    const index_t both = std::min(fa, fb);
-    index_t j = 0;
-    for (; j < both; j += 16) {
-      csr_block(src, io.x, sa + j, acc_a);
-      csr_block(src, io.x, sb + j, acc_b);
+  const auto group = [&](index_t r) { return std::min<index_t>(src.length(r) >> 4, spmv_csr_classes - 1); };
+  std::int32_t order[spmv_csr_chunk];
+  for (index_t c0 = r0; c0 < r1; c0 += spmv_csr_chunk) {
+    const index_t n = std::min(r1 - c0, spmv_csr_chunk);
+    index_t next[spmv_csr_classes + 1] = {};
+    for (index_t i = 0; i < n; ++i) ++next[group(c0 + i) + 1];
+    for (index_t g = 1; g <= spmv_csr_classes; ++g) next[g] += next[g - 1];
+    for (index_t i = 0; i < n; ++i) order[next[group(c0 + i)]++] = static_cast<std::int32_t>(i);
+    index_t i = 0;
+    for (; i + 2 <= n; i += 2) {
+      const index_t ra = c0 + order[i], rb = c0 + order[i + 1];
+      const index_t sa = src.start(ra), la = src.length(ra), fa = la & whole;
+      const index_t sb = src.start(rb), lb = src.length(rb), fb = lb & whole;
+      __m512 acc_a = _mm512_setzero_ps(), acc_b = _mm512_setzero_ps();
+      const index_t both = std::min(fa, fb);
+      index_t j = 0;
+      for (; j < both; j += 16) {
+        csr_block(src, io.x, sa + j, acc_a);
+        csr_block(src, io.x, sb + j, acc_b);
+      }
+      for (index_t q = j; q < fa; q += 16) csr_block(src, io.x, sa + q, acc_a);
+      for (index_t q = j; q < fb; q += 16) csr_block(src, io.x, sb + q, acc_b);
+      if (la != fa) csr_tail(src, io.x, sa + fa, la - fa, acc_a);
+      if (lb != fb) csr_tail(src, io.x, sb + fb, lb - fb, acc_b);
+      io.y[ra] = finish<V>(tree16(acc_a), io, ra);
+      io.y[rb] = finish<V>(tree16(acc_b), io, rb);
     }
-    for (index_t q = j; q < fa; q += 16) csr_block(src, io.x, sa + q, acc_a);
-    for (index_t q = j; q < fb; q += 16) csr_block(src, io.x, sb + q, acc_b);
-    if (la != fa) csr_tail(src, io.x, sa + fa, la - fa, acc_a);
-    if (lb != fb) csr_tail(src, io.x, sb + fb, lb - fb, acc_b);
-    io.y[r] = finish<V>(tree16(acc_a), io, r);
-    io.y[r + 1] = finish<V>(tree16(acc_b), io, r + 1);
-  }
-  for (; r < r1; ++r) {
-    const index_t s = src.start(r), len = src.length(r), f = len & whole;
-    __m512 acc = _mm512_setzero_ps();
-    for (index_t j = 0; j < f; j += 16) csr_block(src, io.x, s + j, acc);
-    if (len != f) csr_tail(src, io.x, s + f, len - f, acc);
-    io.y[r] = finish<V>(tree16(acc), io, r);
+    if (i < n) {
+      const index_t r = c0 + order[i];
+      const index_t s = src.start(r), len = src.length(r), f = len & whole;
+      __m512 acc = _mm512_setzero_ps();
+      for (index_t j = 0; j < f; j += 16) csr_block(src, io.x, s + j, acc);
+      if (len != f) csr_tail(src, io.x, s + f, len - f, acc);
+      io.y[r] = finish<V>(tree16(acc), io, r);
+    }
   }
 }
 

@@ -92,14 +92,15 @@ void bm_qprune_float_out(benchmark::State& state, shape s, isa path) {
   set_macs(state, s);
 }
 
-/// The requantizing GEMM's operands: u8 activations, packed s8 weights and an
-/// int8 output stage (per-channel multipliers, int32 bias, fused ReLU).
-struct requant_problem {
+/// The u8 x s8 GEMM's operands: u8 activations (zero point 128), packed s8
+/// weights and an int8 output stage (per-channel multipliers, int32 bias, fused
+/// ReLU); run() computes the product into int32 or, through the stage, int8.
+struct u8s8_problem {
   tensor<std::uint8_t, 2> a;
   qprune::kernels::packed_s8 packed;
   qprune::kernels::requant_stage<std::int8_t> stage;
 
-  explicit requant_problem(const shape& s)
+  explicit u8s8_problem(const shape& s)
       : a(random_int<std::uint8_t>(s.m, s.k, 0, 255, 1)),
         packed(qprune::kernels::pack_s8(random_int<std::int8_t>(s.n, s.k, -127, 127, 2).cview())),
         stage(qprune::quant::make_requant_params(0.02f, std::vector<float>(static_cast<std::size_t>(s.n), 2e-3f),
@@ -107,6 +108,11 @@ struct requant_problem {
                                                  qprune::quant::fused_activation::relu),
               std::vector<std::int32_t>(static_cast<std::size_t>(s.n), 1000), s.n) {}
 
+  void run(tensor<std::int32_t, 2>& c) const {
+    qprune::kernels::gemm_s8<std::uint8_t>(a.cview(), 128, packed, c.view());
+    benchmark::DoNotOptimize(c.data());
+    benchmark::ClobberMemory();
+  }
   void run(tensor<std::int8_t, 2>& q) const {
     qprune::kernels::gemm_s8<std::uint8_t, std::int8_t>(a.cview(), 128, packed, q.view(), stage);
     benchmark::DoNotOptimize(q.data());
@@ -115,7 +121,7 @@ struct requant_problem {
 };
 
 void bm_qprune_requant(benchmark::State& state, shape s) {
-  const requant_problem p(s);
+  const u8s8_problem p(s);
   tensor<std::int8_t, 2> q(s.m, s.n);
   for (auto _ : state) p.run(q);
   set_macs(state, s);
@@ -167,31 +173,20 @@ void paired(benchmark::State& state, A&& a, B&& b) {
 /// Requantizing output (int8, per-channel multipliers, bias, ReLU) against int32
 /// output of the same product, paired: b_over_a - 1 is the output stage's cost.
 void bm_pair_requant(benchmark::State& state, shape s) {
-  const requant_problem p(s);
+  const u8s8_problem p(s);
   tensor<std::int32_t, 2> c(s.m, s.n);
   tensor<std::int8_t, 2> q(s.m, s.n);
-  paired(
-      state,
-      [&] {
-        qprune::kernels::gemm_s8<std::uint8_t>(p.a.cview(), 128, p.packed, c.view());
-        benchmark::DoNotOptimize(c.data());
-        benchmark::ClobberMemory();
-      },
-      [&] { p.run(q); });
+  paired(state, [&] { p.run(c); }, [&] { p.run(q); });
 }
 
 /// The int32-output GEMM on one thread (a) and on two (b), paired:
 /// 1 / b_over_a is the two-thread speed-up.
 void bm_pair_threads(benchmark::State& state, shape s) {
-  const auto a = random_int<std::uint8_t>(s.m, s.k, 0, 255, 1);
-  const auto w = random_int<std::int8_t>(s.n, s.k, -127, 127, 2);
-  const auto packed = qprune::kernels::pack_s8(w.cview());
+  const u8s8_problem p(s);
   tensor<std::int32_t, 2> c(s.m, s.n);
   const auto run = [&](int threads) {
     qprune::kernels::set_num_threads(threads);
-    qprune::kernels::gemm_s8<std::uint8_t>(a.cview(), 128, packed, c.view());
-    benchmark::DoNotOptimize(c.data());
-    benchmark::ClobberMemory();
+    p.run(c);
   };
   paired(state, [&] { run(1); }, [&] { run(2); });
   qprune::kernels::set_num_threads(1);

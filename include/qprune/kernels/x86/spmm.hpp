@@ -651,23 +651,12 @@ template <class V, class I, class P>
   acc = _mm512_mask3_fmadd_ps(w, xload16(x, src.a.cols + s), acc, ok);
 }
 
-/// acc += a row's last t (1 <= t < 16) entries at s, into lanes 0 .. t - 1.
-template <class V, class I, class P>
-[[QPRUNE_TARGET_SPMM512]] inline void csr_tail(const csr_source<V, I, P>& src, const float* x, index_t s,
-                                               index_t t, __m512& acc) noexcept {
-  __m512 w;
-  __m512i col;
-  __mmask16 ok;
-  src.load(s, 0, t, w, col, ok);
-  acc = _mm512_mask3_fmadd_ps(w, src.xvalues(x, s, 0, t, col, ok), acc, ok);
-}
-
 /// Rows per pass of spmv_csr's reordering, and its classes of rows by whole blocks.
 inline constexpr index_t spmv_csr_chunk = 256;
 inline constexpr index_t spmv_csr_classes = 8;
 
 /// CSR SpMV, rows [r0, r1): two rows at a time, their whole 16-entry blocks
-/// interleaved, then each row's partial block. Within each chunk of 256 rows the
+/// interleaved, then each row's partial block (spmv_block). Within each chunk of 256 rows the
 /// rows run grouped by their number of whole blocks (a counting sort on the
 /// stack; 7 or more share the last group), so the block loops' trip counts
 /// repeat from one pair to the next and their exits are predicted (1024^2 SpMV,
@@ -700,8 +689,8 @@ template <class V, class I, class P>
       }
       for (index_t q = j; q < fa; q += 16) csr_block(src, io.x, sa + q, acc_a);
       for (index_t q = j; q < fb; q += 16) csr_block(src, io.x, sb + q, acc_b);
-      if (la != fa) csr_tail(src, io.x, sa + fa, la - fa, acc_a);
-      if (lb != fb) csr_tail(src, io.x, sb + fb, lb - fb, acc_b);
+      if (la != fa) spmv_block(src, io.x, sa + fa, 0, la - fa, acc_a);
+      if (lb != fb) spmv_block(src, io.x, sb + fb, 0, lb - fb, acc_b);
       io.y[ra] = finish<V>(tree16(acc_a), io, ra);
       io.y[rb] = finish<V>(tree16(acc_b), io, rb);
     }
@@ -710,7 +699,7 @@ template <class V, class I, class P>
       const index_t s = src.start(r), len = src.length(r), f = len & whole;
       __m512 acc = _mm512_setzero_ps();
       for (index_t j = 0; j < f; j += 16) csr_block(src, io.x, s + j, acc);
-      if (len != f) csr_tail(src, io.x, s + f, len - f, acc);
+      if (len != f) spmv_block(src, io.x, s + f, 0, len - f, acc);
       io.y[r] = finish<V>(tree16(acc), io, r);
     }
   }

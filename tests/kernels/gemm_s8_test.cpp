@@ -6,8 +6,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <bit>
 #include <cstdint>
+#include <limits>
 #include <random>
 #include <string>
 #include <tuple>
@@ -119,6 +121,66 @@ TEST_P(GemmS8, RequantizingStageMatchesScalarRequantize) {
       check_requant<std::uint8_t>(GetParam(), 17, 16, 33, act, s_out, ++salt);
       check_requant<std::int8_t>(GetParam(), 64, 100, 300, act, s_out, ++salt);
     }
+  }
+}
+
+/// The requantizing stage over the whole parameter space it accepts, not only
+/// what make_requant_params produces: multipliers 0 .. 2^31 - 1, every shift
+/// in [-31, 30] (left shifts that wrap, right shifts of 31), biases that make
+/// the int32 sum wrap, ties, any output zero point and clamp range.
+template <class T>
+void check_requant_extremes(isa path, index_t m, index_t n, index_t k, std::uint64_t salt) {
+  SCOPED_TRACE("requant extremes isa=" + std::string(qprune::kernels::to_string(path)) + " M=" +
+               std::to_string(m) + " N=" + std::to_string(n) + " " + qprune::test::seed_trace());
+  namespace quant = qprune::quant;
+  constexpr std::int32_t tmin = std::numeric_limits<T>::min(), tmax = std::numeric_limits<T>::max();
+  auto rng = qprune::test::make_rng(salt);
+  const auto a = make<std::uint8_t>(m, k, fill::random, rng);
+  const auto w = make<std::int8_t>(n, k, fill::random, rng);
+  std::uniform_int_distribution<std::int32_t> any(std::numeric_limits<std::int32_t>::min(),
+                                                  std::numeric_limits<std::int32_t>::max());
+  std::uniform_int_distribution<std::int32_t> mult(0, std::numeric_limits<std::int32_t>::max());
+  std::uniform_int_distribution<int> shift(-31, 30);
+  quant::requant_params p;
+  std::vector<std::int32_t> bias(static_cast<std::size_t>(n));
+  const std::int32_t special_mult[] = {0, 1, 1 << 30, std::numeric_limits<std::int32_t>::max()};
+  const int special_shift[] = {-31, -30, -1, 0, 1, 30};
+  for (index_t j = 0; j < n; ++j) {
+    const auto u = static_cast<std::size_t>(j);
+    p.multipliers.push_back(u < 4 ? special_mult[u] : mult(rng));
+    p.shifts.push_back(u < 6 ? special_shift[u] : shift(rng));
+    // Sums near the int32 limits, around zero, and anywhere.
+    bias[u] = j % 3 == 0 ? any(rng) : j % 3 == 1 ? std::numeric_limits<std::int32_t>::max() - static_cast<std::int32_t>(j)
+                                                 : static_cast<std::int32_t>(j) - 64;
+  }
+  std::uniform_int_distribution<std::int32_t> code(tmin, tmax);
+  const std::int32_t c1 = code(rng), c2 = code(rng);
+  p.out_zero_point = code(rng);
+  p.act_min = salt % 2 == 0 ? tmin : std::min(c1, c2);
+  p.act_max = salt % 2 == 0 ? tmax : std::max(c1, c2);
+  const qprune::kernels::requant_stage<T> stage(p, bias, n);
+  const auto packed = qprune::kernels::pack_s8(w.cview(), path);
+  tensor<T, 2> got(m, n), want(m, n);
+  qprune::kernels::gemm_s8<std::uint8_t, T>(a.cview(), 7, packed, got.view(), stage);
+  tensor<std::int32_t, 2> acc(m, n);
+  qprune::kernels::reference::gemm_s8(m, n, k, a.data(), k, 7, w.data(), k, acc.data(), n,
+                                      qprune::kernels::store_int32{});
+  quant::requantize<T>(acc.cview(), bias, p, want.view());
+  for (index_t i = 0; i < m; ++i)
+    for (index_t j = 0; j < n; ++j)
+      ASSERT_EQ(static_cast<int>(got(i, j)), static_cast<int>(want(i, j)))
+          << "row " << i << " channel " << j << " M0=" << p.multipliers[static_cast<std::size_t>(j)]
+          << " shift=" << p.shifts[static_cast<std::size_t>(j)] << " acc=" << acc(i, j)
+          << " bias=" << bias[static_cast<std::size_t>(j)];
+}
+
+TEST_P(GemmS8, RequantizingStageMatchesScalarOverExtremeParameters) {
+  std::uint64_t salt = 950;
+  for (index_t n : {1, 7, 8, 9, 37, 64, 131}) {
+    check_requant_extremes<std::int8_t>(GetParam(), 11, n, 19, ++salt);
+    check_requant_extremes<std::int8_t>(GetParam(), 5, n, 64, ++salt);
+    check_requant_extremes<std::uint8_t>(GetParam(), 11, n, 19, ++salt);
+    check_requant_extremes<std::uint8_t>(GetParam(), 3, n, 33, ++salt);
   }
 }
 

@@ -23,7 +23,6 @@
 #include <cstring>
 
 #include "qprune/kernels/output_stage.hpp"
-#include "qprune/quant/requantize.hpp"
 
 QPRUNE_X86_INTRINSICS_BEGIN
 
@@ -239,52 +238,128 @@ struct madd_args {
   index_t n;              ///< true N
 };
 
-[[QPRUNE_TARGET_AVX2]] inline void store_tile8(__m256i acc, index_t n, index_t n0, std::int32_t* c,
-                                               const store_int32&) noexcept {
-  if (n - n0 >= 8) {
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(c + n0), acc);
-  } else {
-    alignas(32) std::int32_t tmp[8];
-    _mm256_store_si256(reinterpret_cast<__m256i*>(tmp), acc);
-    for (index_t j = 0; j < n - n0; ++j) c[n0 + j] = tmp[j];
-  }
+// As on AVX-512, each output stage has a per-panel part (prepare8: the 8
+// channels' constants and the tail mask, once per panel) and a per-row part
+// (store_tile8, on every accumulator vector of the panel). `out` points at the
+// panel's first channel in the row; lanes past the true N are never stored.
+
+/// Lanes j < n - n0 all ones: the tail mask of maskload / maskstore.
+[[QPRUNE_TARGET_AVX2]] inline __m256i lane_mask8(index_t n, index_t n0) noexcept {
+  const auto left = static_cast<int>(std::min<index_t>(n - n0, 8));
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(left), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
-[[QPRUNE_TARGET_AVX2]] inline void store_tile8(__m256i acc, index_t n, index_t n0, float* y,
-                                               const store_float& st) noexcept {
-  if (n - n0 >= 8) {
-    const __m256 b = st.bias != nullptr ? _mm256_loadu_ps(st.bias + n0) : _mm256_setzero_ps();
-    const __m256 a = _mm256_cvtepi32_ps(acc), sc = _mm256_loadu_ps(st.scale + n0);
-    __m256 v = st.fused ? _mm256_fmadd_ps(a, sc, b) : _mm256_add_ps(opaque(_mm256_mul_ps(a, sc)), b);
-    if (st.relu) v = _mm256_max_ps(v, _mm256_setzero_ps());
-    _mm256_storeu_ps(y + n0, v);
+
+struct int32_consts8 {
+  __m256i lanes;
+  bool full;
+};
+[[QPRUNE_TARGET_AVX2]] inline int32_consts8 prepare8(const store_int32&, index_t n, index_t n0) noexcept {
+  return {lane_mask8(n, n0), n - n0 >= 8};
+}
+[[QPRUNE_TARGET_AVX2]] inline void store_tile8(__m256i acc, std::int32_t* c, const int32_consts8& k) noexcept {
+  if (k.full) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(c), acc);
   } else {
-    alignas(32) float s[8] = {}, bb[8] = {}, tmp[8];
-    for (index_t j = 0; j < n - n0; ++j) {
-      s[j] = st.scale[n0 + j];
-      bb[j] = st.bias != nullptr ? st.bias[n0 + j] : 0.0f;
-    }
-    const __m256 a = _mm256_cvtepi32_ps(acc), sc = _mm256_load_ps(s), bv = _mm256_load_ps(bb);
-    __m256 v = st.fused ? _mm256_fmadd_ps(a, sc, bv) : _mm256_add_ps(opaque(_mm256_mul_ps(a, sc)), bv);
-    if (st.relu) v = _mm256_max_ps(v, _mm256_setzero_ps());
-    _mm256_store_ps(tmp, v);
-    for (index_t j = 0; j < n - n0; ++j) y[n0 + j] = tmp[j];
+    _mm256_maskstore_epi32(c, k.lanes, acc);
   }
 }
 
-/// The requantizing stage on 8 lanes, through the scalar definition lane by lane
-/// (AVX2 has no 64-bit arithmetic shift; this keeps the path bit-identical).
-template <class T>
-[[QPRUNE_TARGET_AVX2]] inline void store_tile8(__m256i acc, index_t n, index_t n0, T* q,
-                                               const store_requant<T>& st) noexcept {
-  alignas(32) std::int32_t tmp[8];
-  _mm256_store_si256(reinterpret_cast<__m256i*>(tmp), acc);
-  const quant::qrange act{st.act_min, st.act_max};
-  for (index_t j = 0; j < std::min<index_t>(8, n - n0); ++j) {
-    q[n0 + j] = static_cast<T>(quant::requantize_value(
-        tmp[j], st.bias != nullptr ? st.bias[n0 + j] : 0,
-        {st.multiplier[n0 + j], static_cast<int>(st.shift[n0 + j])}, st.out_zero_point, act,
-        quant::multiplier_rounding::double_rounding));
+struct float_consts8 {
+  __m256 scale, bias;
+  __m256i lanes;
+  bool full, relu, fused;
+};
+[[QPRUNE_TARGET_AVX2]] inline float_consts8 prepare8(const store_float& st, index_t n, index_t n0) noexcept {
+  const __m256i lanes = lane_mask8(n, n0);
+  return {_mm256_maskload_ps(st.scale + n0, lanes),
+          st.bias != nullptr ? _mm256_maskload_ps(st.bias + n0, lanes) : _mm256_setzero_ps(),
+          lanes, n - n0 >= 8, st.relu, st.fused};
+}
+[[QPRUNE_TARGET_AVX2]] inline void store_tile8(__m256i acc, float* y, const float_consts8& k) noexcept {
+  const __m256 a = _mm256_cvtepi32_ps(acc);
+  __m256 v = k.fused ? _mm256_fmadd_ps(a, k.scale, k.bias) : _mm256_add_ps(opaque(_mm256_mul_ps(a, k.scale)), k.bias);
+  if (k.relu) v = _mm256_max_ps(v, _mm256_setzero_ps());
+  if (k.full) {
+    _mm256_storeu_ps(y, v);
+  } else {
+    _mm256_maskstore_ps(y, k.lanes, v);
   }
+}
+
+/// The requantizing stage on 8 lanes, the same arithmetic as the AVX-512 one
+/// (x86_avx512_vnni::store_tile for store_requant): bit-identical to
+/// quant::requantize_value with double rounding for multipliers >= 0 and shifts
+/// in [-31, 30]. SRDHM needs only bits 31..62 of the 64-bit sum x * M0 + 2^30,
+/// so logical 64-bit shifts serve (AVX2 has no arithmetic one); the result is
+/// clamped into T's range, so its low byte is the stored code.
+struct requant_consts8 {
+  __m256i bias, left, right, mult, mult_odd, mask, half_mask, zp, lo, hi;
+  index_t count;
+  bool any_left;
+};
+template <class T>
+[[QPRUNE_TARGET_AVX2]] inline requant_consts8 prepare8(const store_requant<T>& st, index_t n,
+                                                       index_t n0) noexcept {
+  const __m256i lanes = lane_mask8(n, n0);
+  const __m256i zero = _mm256_setzero_si256();
+  const __m256i one = _mm256_set1_epi32(1);
+  const __m256i shift = _mm256_maskload_epi32(st.shift + n0, lanes);
+  requant_consts8 k;
+  k.bias = st.bias != nullptr ? _mm256_maskload_epi32(st.bias + n0, lanes) : zero;
+  k.left = _mm256_max_epi32(shift, zero);
+  k.any_left = !_mm256_testz_si256(k.left, k.left);
+  k.right = _mm256_max_epi32(_mm256_sub_epi32(zero, shift), zero);
+  k.mult = _mm256_maskload_epi32(st.multiplier + n0, lanes);
+  k.mult_odd = _mm256_srli_epi64(k.mult, 32);
+  k.mask = _mm256_sub_epi32(_mm256_sllv_epi32(one, k.right), one);
+  k.half_mask = _mm256_srli_epi32(k.mask, 1);
+  k.zp = _mm256_set1_epi32(st.out_zero_point);
+  k.lo = _mm256_set1_epi32(st.act_min);
+  k.hi = _mm256_set1_epi32(st.act_max);
+  k.count = std::min<index_t>(n - n0, 8);
+  return k;
+}
+template <class T>
+[[QPRUNE_TARGET_AVX2]] inline void store_tile8(__m256i acc, T* q, const requant_consts8& k) noexcept {
+  const __m256i s = _mm256_add_epi32(acc, k.bias);
+  const __m256i x = k.any_left ? _mm256_sllv_epi32(s, k.left) : s;
+  const __m256i round = _mm256_set1_epi64x(std::int64_t{1} << 30);
+  // Even lanes: the low dword of sum >> 31; odd lanes: the high dword of sum << 1.
+  const __m256i even = _mm256_srli_epi64(_mm256_add_epi64(_mm256_mul_epi32(x, k.mult), round), 31);
+  const __m256i odd = _mm256_slli_epi64(
+      _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(x, 32), k.mult_odd), round), 1);
+  const __m256i h = _mm256_blend_epi32(even, odd, 0xAA);
+  const __m256i rem = _mm256_and_si256(h, k.mask);
+  const __m256i threshold = _mm256_add_epi32(k.half_mask, _mm256_srli_epi32(h, 31));
+  // rem > threshold is -1 where RDBPOT rounds up.
+  __m256i r = _mm256_sub_epi32(_mm256_srav_epi32(h, k.right), _mm256_cmpgt_epi32(rem, threshold));
+  r = _mm256_min_epi32(_mm256_max_epi32(_mm256_add_epi32(r, k.zp), k.lo), k.hi);
+  // Byte 0 of each dword into the low 4 bytes of each 128-bit half, then both halves together.
+  const __m256i picked = _mm256_shuffle_epi8(
+      r, _mm256_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+                          0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1));
+  const __m128i bytes = _mm256_castsi256_si128(
+      _mm256_permutevar8x32_epi32(picked, _mm256_setr_epi32(0, 4, 1, 1, 1, 1, 1, 1)));
+  if (k.count == 8) {
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(q), bytes);
+  } else {
+    alignas(16) unsigned char tmp[16];
+    _mm_store_si128(reinterpret_cast<__m128i*>(tmp), bytes);
+    std::memcpy(q, tmp, static_cast<std::size_t>(k.count));
+  }
+}
+
+/// acc += madd(a, b) (int16 pairs to int32 lanes). As with dpbusd, GCC 12
+/// copies every intrinsic accumulator of a tile once per iteration and reloads
+/// shared weight vectors as memory operands, so on GCC the pair is written as
+/// inline assembly with a tied accumulator and a scratch register.
+[[QPRUNE_TARGET_AVX2]] inline void madd_acc(__m256i& acc, __m256i a, __m256i b) noexcept {
+#if defined(__GNUC__) && !defined(__clang__)
+  __m256i t;
+  asm("vpmaddwd %3, %2, %1\n\tvpaddd %1, %0, %0" : "+x"(acc), "=&x"(t) : "x"(a), "x"(b));
+#else
+  acc = _mm256_add_epi32(acc, _mm256_madd_epi16(a, b));
+#endif
 }
 
 template <int MR, int NV, class Out, class Stage>
@@ -310,14 +385,15 @@ template <int MR, int NV, class Out, class Stage>
       std::memcpy(&word, ap + r * g.lda + kg * 2, 4);
       const __m256i av = _mm256_set1_epi32(word);
 #pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) acc[r][v] = _mm256_add_epi32(acc[r][v], _mm256_madd_epi16(av, bv[v]));
+      for (int v = 0; v < NV; ++v) madd_acc(acc[r][v], av, bv[v]);
     }
   }
 #pragma GCC unroll 4
   for (int v = 0; v < NV; ++v) {
     const index_t n0 = (p0 + v) * 8;
+    const auto consts = prepare8(st, g.n, n0);
 #pragma GCC unroll 8
-    for (int r = 0; r < MR; ++r) store_tile8(acc[r][v], g.n, n0, out + (m0 + r) * ldo, st);
+    for (int r = 0; r < MR; ++r) store_tile8(acc[r][v], out + (m0 + r) * ldo + n0, consts);
   }
 }
 
@@ -325,7 +401,8 @@ template <int NV, class Out, class Stage>
 [[QPRUNE_TARGET_AVX2]] inline void rows(const madd_args& g, index_t m, index_t p0, Out* out,
                                         index_t ldo, const Stage& st) noexcept {
   index_t m0 = 0;
-  for (; m0 + 4 <= m; m0 += 4) micro<4, NV>(g, m0, p0, out, ldo, st);
+  for (; m0 + 6 <= m; m0 += 6) micro<6, NV>(g, m0, p0, out, ldo, st);
+  if (m0 + 4 <= m) { micro<4, NV>(g, m0, p0, out, ldo, st); m0 += 4; }
   if (m0 + 2 <= m) { micro<2, NV>(g, m0, p0, out, ldo, st); m0 += 2; }
   if (m0 < m) micro<1, NV>(g, m0, p0, out, ldo, st);
 }

@@ -70,6 +70,19 @@ constexpr isa gemm_family(isa i) noexcept {
   return i == isa::avx512 ? isa::avx2 : i;
 }
 
+/// The calling thread's buffer for the AVX2 kernel's int16 activations, grown
+/// to at least `count` values and kept between calls (no allocation and no
+/// zero-filling per call; every value used is written first). Not reentrant:
+/// one GEMM per thread at a time, which the library's kernels guarantee.
+inline std::int16_t* scratch_s16(index_t count) {
+  thread_local aligned_vector<std::int16_t> buf;
+  if (static_cast<index_t>(buf.size()) < count) {
+    buf = aligned_vector<std::int16_t>();  // release before growing: one buffer at a time
+    buf.resize(static_cast<std::size_t>(count));
+  }
+  return buf.data();
+}
+
 inline void check_k(index_t k) {
   if (k > max_gemm_s8_k) {
     throw config_error("int8 GEMM with K = " + std::to_string(k) +
@@ -203,17 +216,18 @@ void run_gemm_s8(tensor_view<const Ta, 2> a, std::int32_t zp, const packed_s8& w
     }
     case isa::avx2: {
       const index_t k2 = (k + 1) / 2, lda = k2 * 2;
-      std::vector<std::int16_t> a16(static_cast<std::size_t>(m * lda), 0);
-      for (index_t i = 0; i < m; ++i)
-        for (index_t j = 0; j < k; ++j)
-          a16[static_cast<std::size_t>(i * lda + j)] = static_cast<std::int16_t>(a(i, j) - zp);
-      const x86_avx2::madd_args args{a16.data(), lda, w.bytes16_.data(), k2, n};
-      detail::split_gemm_work(m, n, k, x86_avx2::madd_block_channels,
-                           [&](index_t r0, index_t r1, index_t b, index_t e) {
-                             auto part = args;
-                             part.a += r0 * lda;
-                             x86_avx2::gemm(part, r1 - r0, b, e, out + r0 * ldo, ldo, st);
-                           });
+      std::int16_t* a16 = detail::scratch_s16(m * lda);
+      const x86_avx2::madd_args args{a16, lda, w.bytes16_.data(), k2, n};
+      detail::split_gemm_work(
+          m, n, k, x86_avx2::madd_block_channels,
+          [&](index_t r0, index_t r1, index_t b, index_t e) {
+            auto part = args;
+            part.a += r0 * lda;
+            x86_avx2::gemm(part, r1 - r0, b, e, out + r0 * ldo, ldo, st);
+          },
+          [&](index_t r0, index_t r1) {
+            for (index_t i = r0; i < r1; ++i) x86_avx2::widen_row(a.data_handle() + i * k, k, zp, a16 + i * lda);
+          });
       return;
     }
 #endif

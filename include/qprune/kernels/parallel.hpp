@@ -179,32 +179,47 @@ inline void parallel_for(index_t items, const std::function<void(index_t, index_
 }
 
 namespace detail {
+/// The default row preparation of split_gemm_work: nothing.
+struct no_row_prep {
+  void operator()(index_t, index_t) const noexcept {}
+};
+
 /// Splits an M x N x K GEMM whose output channels come in blocks of `block`
 /// over num_threads() threads when the product is large enough to pay for it:
 /// f(row_begin, row_end, block_begin, block_end). Work is split by channel
 /// blocks when there are enough of them to balance, else by rows (in
 /// multiples of 8, the micro-kernel height), so a layer with few output
-/// channels (a conv with 64 filters) still uses every thread.
-template <class F>
-void split_gemm_work(index_t m, index_t n, index_t k, index_t block, const F& f) {
+/// channels (a conv with 64 filters) still uses every thread; rows also win
+/// when M > N and they balance as well (each thread then reads its part of A
+/// and all of B, less than all of A). prep(row_begin, row_end) readies the
+/// input rows f will read, before f reads them: once for all rows before a
+/// channel split, and by each thread for its own rows in a row split.
+template <class F, class P = no_row_prep>
+void split_gemm_work(index_t m, index_t n, index_t k, index_t block, const F& f, const P& prep = {}) {
   const index_t blocks = (n + block - 1) / block;
   const index_t threads = num_threads();
   if (threads <= 1 || m * n * k < (index_t{1} << 21)) {
+    prep(0, m);
     f(0, m, 0, blocks);
     return;
   }
   // Balance: the busiest thread's share against the ideal n / threads (or
-  // m / threads). Channel blocks are preferred (each thread then reads only its
-  // part of the weights); rows win when they balance clearly better.
+  // m / threads).
   const index_t row_chunks = (m + 7) / 8;
   const double by_blocks =
       static_cast<double>(n) / static_cast<double>(((blocks + threads - 1) / threads) * block * threads);
   const double by_rows =
       static_cast<double>(m) / static_cast<double>(((row_chunks + threads - 1) / threads) * 8 * threads);
-  if (m < 16 * threads || by_blocks + 0.05 >= by_rows) {
+  const bool rows_read_less = m > n && by_rows + 0.05 >= by_blocks;
+  if (m < 16 * threads || (!rows_read_less && by_blocks + 0.05 >= by_rows)) {
+    prep(0, m);
     parallel_for(blocks, [&](index_t b, index_t e) { f(0, m, b, e); });
   } else {
-    parallel_for(row_chunks, [&](index_t b, index_t e) { f(b * 8, std::min(m, e * 8), 0, blocks); });
+    parallel_for(row_chunks, [&](index_t b, index_t e) {
+      const index_t r0 = b * 8, r1 = std::min(m, e * 8);
+      prep(r0, r1);
+      f(r0, r1, 0, blocks);
+    });
   }
 }
 }  // namespace detail

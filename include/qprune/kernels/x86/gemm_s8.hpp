@@ -21,6 +21,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "qprune/kernels/output_stage.hpp"
 
@@ -347,6 +348,23 @@ template <class T>
     _mm_store_si128(reinterpret_cast<__m128i*>(tmp), bytes);
     std::memcpy(q, tmp, static_cast<std::size_t>(k.count));
   }
+}
+
+/// One row of the kernel's int16 activations: dst[j] = src[j] - zp for j < k,
+/// and dst[k] = 0 when k is odd (the k-pair padding; weights pad with 0 too).
+/// |src - zp| <= 255, so no int16 step wraps.
+template <class Ta>
+[[QPRUNE_TARGET_AVX2]] inline void widen_row(const Ta* src, index_t k, std::int32_t zp,
+                                             std::int16_t* dst) noexcept {
+  const __m256i z = _mm256_set1_epi16(static_cast<short>(zp));
+  index_t j = 0;
+  for (; j + 16 <= k; j += 16) {
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + j));
+    const __m256i w = std::is_signed_v<Ta> ? _mm256_cvtepi8_epi16(v) : _mm256_cvtepu8_epi16(v);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + j), _mm256_sub_epi16(w, z));
+  }
+  for (; j < k; ++j) dst[j] = static_cast<std::int16_t>(src[j] - zp);
+  if (k % 2 != 0) dst[k] = 0;
 }
 
 /// acc += madd(a, b) (int16 pairs to int32 lanes). As with dpbusd, GCC 12

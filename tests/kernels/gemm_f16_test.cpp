@@ -65,8 +65,8 @@ class GemmF16 : public ::testing::TestWithParam<isa> {};
 
 TEST_P(GemmF16, HalfWeightsEdgeShapes) {
   std::uint64_t salt = 10;
-  for (index_t m : {1, 2, 5, 8, 9, 17})
-    for (index_t n : {1, 7, 8, 15, 16, 17, 33, 64})
+  for (index_t m : {1, 2, 3, 5, 8, 9, 17})
+    for (index_t n : {1, 7, 8, 15, 16, 17, 33, 64, 97})
       for (index_t k : {1, 2, 13, 64})
         check<half>(GetParam(), m, n, k, (n % 2) == 1, (m % 2) == 0, ++salt);
 }

@@ -142,21 +142,21 @@ template <class H, int MR, int NV>
   __m256 acc[MR][NV];
 #pragma GCC unroll 8
   for (int r = 0; r < MR; ++r)
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int v = 0; v < NV; ++v) acc[r][v] = _mm256_setzero_ps();
   const float* xp = g.x + m0 * g.ldx;
   for (index_t p = 0; p < g.k; ++p) {
     __m256 wv[NV];
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int v = 0; v < NV; ++v) wv[v] = widen8<H>(g.w + ((p0 + v) * g.k + p) * 8);
 #pragma GCC unroll 8
     for (int r = 0; r < MR; ++r) {
       const __m256 xv = _mm256_set1_ps(xp[r * g.ldx + p]);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
       for (int v = 0; v < NV; ++v) x86::fma8(acc[r][v], xv, wv[v]);
     }
   }
-#pragma GCC unroll 4
+#pragma GCC unroll 8
   for (int v = 0; v < NV; ++v) {
     const index_t n0 = (p0 + v) * 8;
     const index_t cnt = std::min<index_t>(8, g.n - n0);
@@ -185,11 +185,24 @@ template <class H, int NV>
 /// Output channels per block of work: two 8-channel panels.
 inline constexpr index_t f16_block_channels = 16;
 
+/// Rows one at a time over eight panels: every output is one k-ordered fma chain,
+/// so a row needs eight chains in flight to cover the fma latency (the
+/// 4 x 2 tile has them only with four rows).
+template <class H, int NV>
+[[QPRUNE_TARGET_AVX2F16]] inline void each_row(const f16_args& g, index_t m, index_t p0, float* y,
+                                               index_t ldy) noexcept {
+  for (index_t r = 0; r < m; ++r) micro<H, 1, NV>(g, r, p0, y, ldy);
+}
+
 template <class H>
 [[QPRUNE_TARGET_AVX2F16]] inline void gemm_f16(const f16_args& g, index_t m, index_t block_begin,
                                                index_t block_end, float* y, index_t ldy) noexcept {
   const index_t panels = std::min((g.n + 7) / 8, block_end * 2);
   index_t p0 = block_begin * 2;
+  if (m < 4) {
+    for (; p0 + 8 <= panels; p0 += 8) each_row<H, 8>(g, m, p0, y, ldy);
+    if (p0 + 4 <= panels) { each_row<H, 4>(g, m, p0, y, ldy); p0 += 4; }
+  }
   for (; p0 + 2 <= panels; p0 += 2) rows<H, 2>(g, m, p0, y, ldy);
   if (p0 < panels) rows<H, 1>(g, m, p0, y, ldy);
 }

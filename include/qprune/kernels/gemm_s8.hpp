@@ -48,7 +48,7 @@ class packed_s8 {
   /// sum_k w[n][k] for each output channel n.
   const std::vector<std::int32_t>& column_sums() const noexcept { return colsum_; }
   /// Bytes held by the packed weights (padding included).
-  std::size_t bytes() const noexcept { return bytes8_.size() + bytes16_.size() * 2; }
+  std::size_t bytes() const noexcept { return bytes8_.size(); }
 
  private:
   friend packed_s8 pack_s8(tensor_view<const std::int8_t, 2>, isa);
@@ -58,8 +58,8 @@ class packed_s8 {
 
   index_t n_ = 0, k_ = 0;
   isa path_ = isa::scalar;
-  aligned_vector<std::int8_t> bytes8_;    // scalar: [N][K]; vnni: [N/16][K/4][16][4]
-  aligned_vector<std::int16_t> bytes16_;  // avx2: [N/8][K/2][8][2]
+  // scalar: [N][K]; vnni: [N/16][K/4][16][4]; avx2: [N/8][K/2][8][2]
+  aligned_vector<std::int8_t> bytes8_;
   std::vector<std::int32_t> colsum_;
 };
 
@@ -122,10 +122,10 @@ inline void check_k(index_t k) {
     }
     case isa::avx2: {
       const index_t panels = (n + 7) / 8, k2 = (k + 1) / 2;
-      p.bytes16_.assign(static_cast<std::size_t>(panels * k2 * 16), 0);
+      p.bytes8_.assign(static_cast<std::size_t>(panels * k2 * 16), 0);
       for (index_t i = 0; i < n; ++i)
         for (index_t j = 0; j < k; ++j)
-          p.bytes16_[static_cast<std::size_t>(((i / 8) * k2 + j / 2) * 16 + (i % 8) * 2 + j % 2)] =
+          p.bytes8_[static_cast<std::size_t>(((i / 8) * k2 + j / 2) * 16 + (i % 8) * 2 + j % 2)] =
               w(i, j);
       break;
     }
@@ -217,7 +217,7 @@ void run_gemm_s8(tensor_view<const Ta, 2> a, std::int32_t zp, const packed_s8& w
     case isa::avx2: {
       const index_t k2 = (k + 1) / 2, lda = k2 * 2;
       std::int16_t* a16 = detail::scratch_s16(m * lda);
-      const x86_avx2::madd_args args{a16, lda, w.bytes16_.data(), k2, n};
+      const x86_avx2::madd_args args{a16, lda, w.bytes8_.data(), k2, n};
       detail::split_gemm_work(
           m, n, k, x86_avx2::madd_block_channels,
           [&](index_t r0, index_t r1, index_t b, index_t e) {

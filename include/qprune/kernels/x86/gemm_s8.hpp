@@ -8,7 +8,8 @@
 //    16-channel panels of 4-byte k-groups: [N/16][K/4][16][4].
 //  x86_avx2: vpmaddwd on int16 (a - a_zero_point) and int16 weights: no int16
 //    saturating step (|a - zp| <= 255, |b| <= 128, a pair sums to <= 65280).
-//    Weights packed in 8-channel panels of k-pairs: [N/8][K/2][8][2].
+//    Weights packed as int8 in 8-channel panels of k-pairs, [N/8][K/2][8][2],
+//    and sign-extended to int16 as they are loaded (vpmovsxbw).
 // Micro-kernels keep an MR x (16*NV) (resp. 8*NV) accumulator tile in
 // registers over the whole K loop and apply the output stage before storing.
 #pragma once
@@ -234,7 +235,7 @@ namespace qprune::kernels::x86_avx2 {
 struct madd_args {
   const std::int16_t* a;  ///< [M, 2*k2] int16 (a - zero point), zero padded, row stride lda
   index_t lda;
-  const std::int16_t* b;  ///< packed [panels][k2][8][2]
+  const std::int8_t* b;   ///< packed [panels][k2][8][2], widened to int16 as loaded
   index_t k2;             ///< number of k-pairs
   index_t n;              ///< true N
 };
@@ -386,27 +387,27 @@ template <int MR, int NV, class Out, class Stage>
   __m256i acc[MR][NV];
 #pragma GCC unroll 8
   for (int r = 0; r < MR; ++r)
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int v = 0; v < NV; ++v) acc[r][v] = _mm256_setzero_si256();
-  const std::int16_t* bp[NV];
-#pragma GCC unroll 4
+  const std::int8_t* bp[NV];
+#pragma GCC unroll 8
   for (int v = 0; v < NV; ++v) bp[v] = g.b + (p0 + v) * g.k2 * 16;
   const std::int16_t* ap = g.a + m0 * g.lda;
   for (index_t kg = 0; kg < g.k2; ++kg) {
     __m256i bv[NV];
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int v = 0; v < NV; ++v)
-      bv[v] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bp[v] + kg * 16));
+      bv[v] = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(bp[v] + kg * 16)));
 #pragma GCC unroll 8
     for (int r = 0; r < MR; ++r) {
       std::int32_t word;
       std::memcpy(&word, ap + r * g.lda + kg * 2, 4);
       const __m256i av = _mm256_set1_epi32(word);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
       for (int v = 0; v < NV; ++v) madd_acc(acc[r][v], av, bv[v]);
     }
   }
-#pragma GCC unroll 4
+#pragma GCC unroll 8
   for (int v = 0; v < NV; ++v) {
     const index_t n0 = (p0 + v) * 8;
     const auto consts = prepare8(st, g.n, n0);
@@ -435,6 +436,15 @@ template <class Out, class Stage>
                                         const Stage& st) noexcept {
   const index_t panels = std::min((g.n + 7) / 8, block_end * 2);
   index_t p0 = block_begin * 2;
+  // One to three rows: wider tiles, so the broadcast, loop and epilogue of a
+  // k-pair are shared by 8 (4) panels instead of 2.
+  if (m == 1) {
+    for (; p0 + 8 <= panels; p0 += 8) micro<1, 8>(g, 0, p0, out, ldo, st);
+  } else if (m == 2) {
+    for (; p0 + 4 <= panels; p0 += 4) micro<2, 4>(g, 0, p0, out, ldo, st);
+  } else if (m == 3) {
+    for (; p0 + 4 <= panels; p0 += 4) micro<3, 4>(g, 0, p0, out, ldo, st);
+  }
   for (; p0 + 2 <= panels; p0 += 2) rows<2>(g, m, p0, out, ldo, st);
   if (p0 < panels) rows<1>(g, m, p0, out, ldo, st);
 }

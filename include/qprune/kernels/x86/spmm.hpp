@@ -96,17 +96,34 @@ inline void prefetch_ahead(const T* p) noexcept {
 /// immediate blends, so the shuffle port is not the limit. On the machines
 /// measured, vgatherdps, inserts (port 5) and a store-to-stack round trip (a
 /// failed store forward per block) were all 2-3x slower. Also the AVX-512
-/// kernels' gather for 8- and 32-bit indices.
+/// kernels' gather. 16-bit indices are read two per 32-bit load and split with
+/// a mask and a shift (ALU ports), a quarter fewer loads per entry: CSR SpMV
+/// at 1024^2 (AVX-512) measured 1.88x -> 2.18x Eigen's CSR at 90% sparsity,
+/// 1.51x -> 1.62x at 95% (medians of 6 alternating runs); 64-bit loads (more
+/// ALU work) were slower.
 template <class I>
 [[gnu::target("avx2,fma,f16c")]] inline __m256 xload8(const float* x, const I* p) noexcept {
-  __m256 v = _mm256_broadcast_ss(x + p[0]);
-  v = _mm256_blend_ps(v, _mm256_broadcast_ss(x + p[1]), 0x02);
-  v = _mm256_blend_ps(v, _mm256_broadcast_ss(x + p[2]), 0x04);
-  v = _mm256_blend_ps(v, _mm256_broadcast_ss(x + p[3]), 0x08);
-  v = _mm256_blend_ps(v, _mm256_broadcast_ss(x + p[4]), 0x10);
-  v = _mm256_blend_ps(v, _mm256_broadcast_ss(x + p[5]), 0x20);
-  v = _mm256_blend_ps(v, _mm256_broadcast_ss(x + p[6]), 0x40);
-  return _mm256_blend_ps(v, _mm256_broadcast_ss(x + p[7]), 0x80);
+  if constexpr (sizeof(I) == 2) {
+    std::uint32_t q[4];
+    std::memcpy(q, p, sizeof q);
+    __m256 v = _mm256_broadcast_ss(x + (q[0] & 0xffffu));
+    v = _mm256_blend_ps(v, _mm256_broadcast_ss(x + (q[0] >> 16)), 0x02);
+    v = _mm256_blend_ps(v, _mm256_broadcast_ss(x + (q[1] & 0xffffu)), 0x04);
+    v = _mm256_blend_ps(v, _mm256_broadcast_ss(x + (q[1] >> 16)), 0x08);
+    v = _mm256_blend_ps(v, _mm256_broadcast_ss(x + (q[2] & 0xffffu)), 0x10);
+    v = _mm256_blend_ps(v, _mm256_broadcast_ss(x + (q[2] >> 16)), 0x20);
+    v = _mm256_blend_ps(v, _mm256_broadcast_ss(x + (q[3] & 0xffffu)), 0x40);
+    return _mm256_blend_ps(v, _mm256_broadcast_ss(x + (q[3] >> 16)), 0x80);
+  } else {
+    __m256 v = _mm256_broadcast_ss(x + p[0]);
+    v = _mm256_blend_ps(v, _mm256_broadcast_ss(x + p[1]), 0x02);
+    v = _mm256_blend_ps(v, _mm256_broadcast_ss(x + p[2]), 0x04);
+    v = _mm256_blend_ps(v, _mm256_broadcast_ss(x + p[3]), 0x08);
+    v = _mm256_blend_ps(v, _mm256_broadcast_ss(x + p[4]), 0x10);
+    v = _mm256_blend_ps(v, _mm256_broadcast_ss(x + p[5]), 0x20);
+    v = _mm256_blend_ps(v, _mm256_broadcast_ss(x + p[6]), 0x40);
+    return _mm256_blend_ps(v, _mm256_broadcast_ss(x + p[7]), 0x80);
+  }
 }
 
 /// dst[c * ldd + r] = src[r * lds + c] for r < rows, c < cols: 8 x 8 blocks
@@ -180,28 +197,8 @@ template <class I>
                     : static_cast<__mmask16>((1u << static_cast<unsigned>(left)) - 1u);
 }
 
-/// x[idx[0..7]] as one ymm (x86_avx2::xload8). 16-bit indices are read two per
-/// 32-bit load and split with a mask and a shift (ALU ports), a quarter fewer
-/// loads per entry: CSR SpMV at 1024^2 measured 1.88x -> 2.18x Eigen's CSR at
-/// 90% sparsity, 1.51x -> 1.62x at 95% (medians of 6 alternating runs); 64-bit
-/// loads (more ALU work) were slower.
-template <class I>
-[[QPRUNE_TARGET_SPMM512]] inline __m256 xload8(const float* x, const I* p) noexcept {
-  if constexpr (sizeof(I) == 2) {
-    std::uint32_t q[4];
-    std::memcpy(q, p, sizeof q);
-    __m256 v = _mm256_broadcast_ss(x + (q[0] & 0xffffu));
-    v = _mm256_blend_ps(v, _mm256_broadcast_ss(x + (q[0] >> 16)), 0x02);
-    v = _mm256_blend_ps(v, _mm256_broadcast_ss(x + (q[1] & 0xffffu)), 0x04);
-    v = _mm256_blend_ps(v, _mm256_broadcast_ss(x + (q[1] >> 16)), 0x08);
-    v = _mm256_blend_ps(v, _mm256_broadcast_ss(x + (q[2] & 0xffffu)), 0x10);
-    v = _mm256_blend_ps(v, _mm256_broadcast_ss(x + (q[2] >> 16)), 0x20);
-    v = _mm256_blend_ps(v, _mm256_broadcast_ss(x + (q[3] & 0xffffu)), 0x40);
-    return _mm256_blend_ps(v, _mm256_broadcast_ss(x + (q[3] >> 16)), 0x80);
-  } else {
-    return x86_avx2::xload8(x, p);
-  }
-}
+/// x[idx[0..7]] as one ymm: x86_avx2::xload8.
+using x86_avx2::xload8;
 
 template <class I>
 [[QPRUNE_TARGET_SPMM512]] inline __m512 xload16(const float* x, const I* idx) noexcept {
@@ -997,14 +994,76 @@ template <class V, class Source>
   }
 }
 
-// Entry points (the sources hold vector constants, so they are built here).
+/// One 16-entry block of a CSR row into its partial sums: values at vp, column
+/// indices read straight from the index array at ip (8-, 16- or 32-bit; no
+/// store and reload of a column vector, whose failed forwarding stalled the
+/// generic spmv). `live` holds the lanes inside the row (all ones for a whole
+/// block); lanes outside it, or holding a stored zero, keep their sums. Every
+/// index read is a valid column (the next row's, for lanes past this row), so
+/// no lane reads x out of bounds.
+template <class V, class I>
+[[QPRUNE_TARGET_SPMM256]] inline void csr_half(const V* vp, const I* ip, const float* x, __m256 live,
+                                               __m256& acc) noexcept {
+  const __m256 w = load_values8(vp);
+  const __m256 ok = _mm256_and_ps(live, _mm256_cmp_ps(w, _mm256_setzero_ps(), _CMP_NEQ_UQ));
+  acc = _mm256_blendv_ps(acc, _mm256_fmadd_ps(w, xload8(x, ip), acc), ok);
+}
+template <class V, class I>
+[[QPRUNE_TARGET_SPMM256]] inline void csr_block(const V* vp, const I* ip, const float* x, __m256 live0,
+                                                __m256 live1, __m256 (&acc)[2]) noexcept {
+  csr_half(vp, ip, x, live0, acc[0]);
+  csr_half(vp + 8, ip + 8, x, live1, acc[1]);
+}
 
+/// CSR SpMV in the lane order of spmv (entry j of a row into partial sum j % 16,
+/// the fixed tree at the end): whole blocks without lane masks, then the row's
+/// partial block, masked; at the very end of the arrays that block is copied
+/// into a zero-filled local one first, so no load passes nnz.
 template <class V, class I, class P>
 [[QPRUNE_TARGET_SPMM256]] inline void spmv_csr(const detail::spmm_csr_rows<V, I, P>& a,
                                      const detail::spmm_io& io, index_t r0, index_t r1) noexcept {
-  const csr_source<V, I, P> src{a};
-  spmv<V>(src, io, r0, r1);
+  const __m256 all = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+  const __m256i lane_lo = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const __m256i lane_hi = _mm256_setr_epi32(8, 9, 10, 11, 12, 13, 14, 15);
+  for (index_t r = r0; r < r1; ++r) {
+    const auto s = static_cast<index_t>(a.row_ptr[r]);
+    const auto len = static_cast<index_t>(a.row_ptr[r + 1] - a.row_ptr[r]);
+    const V* vp = a.values + s;
+    const I* ip = a.cols + s;
+    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+    index_t j0 = 0;
+    for (; j0 + 16 <= len; j0 += 16) {
+      prefetch_ahead<512>(vp + j0);
+      prefetch_ahead<512>(ip + j0);
+      csr_block(vp + j0, ip + j0, io.x, all, all, acc);
+    }
+    if (j0 < len) {
+      const index_t left = len - j0;
+      const __m256i n = _mm256_set1_epi32(static_cast<int>(left));
+      const __m256 live0 = _mm256_castsi256_ps(_mm256_cmpgt_epi32(n, lane_lo));
+      const __m256 live1 = _mm256_castsi256_ps(_mm256_cmpgt_epi32(n, lane_hi));
+      if (left <= 8) {
+        // Only the lower half holds entries: the upper partial sums stay as they are.
+        if (s + j0 + 8 <= a.nnz) [[likely]] {
+          csr_half(vp + j0, ip + j0, io.x, live0, acc[0]);
+        } else {
+          const tail_block<V> tv(vp + j0, left);
+          const tail_block<I> ti(ip + j0, left);
+          csr_half(tv.v, ti.v, io.x, live0, acc[0]);
+        }
+      } else if (s + j0 + 16 <= a.nnz) [[likely]] {
+        csr_block(vp + j0, ip + j0, io.x, live0, live1, acc);
+      } else {
+        const tail_block<V> tv(vp + j0, left);
+        const tail_block<I> ti(ip + j0, left);
+        csr_block(tv.v, ti.v, io.x, live0, live1, acc);
+      }
+    }
+    io.y[r] = finish<V>(tree16(acc[0], acc[1]), io, r);
+  }
 }
+
+// Entry points (the sources hold vector constants, so they are built here).
 
 template <class V>
 [[QPRUNE_TARGET_SPMM256]] inline void spmv_nm(const detail::spmm_nm_rows<V>& a, const detail::spmm_io& io,

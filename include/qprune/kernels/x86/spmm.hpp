@@ -1063,11 +1063,108 @@ template <class V, class I, class P>
   }
 }
 
+/// True when spmv_nm takes its window path for pattern n:m: n is a power of two
+/// and m <= 2n (1:2, 2:3, 2:4, 4:5 .. 4:8, 8:9 .. 8:16), so every 8 slots are
+/// whole groups whose columns lie within 16 of (slot / n) * m.
+constexpr bool nm_window_pattern(int n, int m) noexcept {
+  return n >= 1 && (n & (n - 1)) == 0 && n <= 8 && m <= 2 * n;
+}
+
+/// The window SpMV's per-call constants: lane t's group start within the
+/// window, (t / n) * m, and the shifts and mask that take slot t's position
+/// out of a 32-bit word.
+struct nm_window_consts {
+  __m256i lanes, lane_col, shifts, pmask;
+  int n_shift;
+
+  template <class V>
+  [[QPRUNE_TARGET_SPMM256]] explicit nm_window_consts(const detail::spmm_nm_rows<V>& a) noexcept
+      : lanes(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)),
+        lane_col(_mm256_mullo_epi32(_mm256_srli_epi32(lanes, __builtin_ctz(static_cast<unsigned>(a.n))),
+                                    _mm256_set1_epi32(a.m))),
+        shifts(_mm256_mullo_epi32(lanes, _mm256_set1_epi32(a.bits))),
+        pmask(_mm256_set1_epi32((1 << a.bits) - 1)),
+        n_shift(__builtin_ctz(static_cast<unsigned>(a.n))) {}
+};
+
+/// Slots j0 .. j0 + 7 of rows [r, r + R) into their partial sums acc[q] (one
+/// half of the lane order's 16): x[base .. base + 16) is loaded once for the R
+/// rows (masked past the matrix's columns) and each lane's x is picked by two
+/// in-register permutes and a blend: no gather, no multiply, no store and
+/// reload. A slot whose value is 0 (padding, including slots past the row) adds
+/// nothing.
+template <class V, int R>
+[[QPRUNE_TARGET_SPMM256]] inline void nm_window_half(const detail::spmm_nm_rows<V>& a, const float* x,
+                                                     index_t r, index_t j0, const nm_window_consts& k,
+                                                     __m256 (&acc)[R]) noexcept {
+  const index_t len = a.slots_per_row;
+  const index_t base = (j0 >> k.n_shift) * a.m;
+  const index_t left = a.cols - base;  // >= 1: the group of slot j0 starts inside the matrix
+  const __m256 zero = _mm256_setzero_ps();
+  const __m256 xlo = _mm256_maskload_ps(
+      x + base, _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(std::min<index_t>(left, 8))), k.lanes));
+  const __m256 xhi =
+      left > 8 ? _mm256_maskload_ps(x + base + 8, _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(
+                                                                         std::min<index_t>(left - 8, 8))),
+                                                                     k.lanes))
+               : zero;
+  const __m256i seven = _mm256_set1_epi32(7);
+#pragma GCC unroll 4
+  for (int q = 0; q < R; ++q) {
+    const index_t s = (r + q) * len + j0;
+    // A row's last slots: copied into a zero-filled block (no load past the array).
+    const __m256 w = j0 + 8 <= len ? load_values8(a.values + s)
+                                   : load_values8(tail_block<V>(a.values + s, len - j0).v);
+    const auto word = static_cast<std::uint32_t>(detail::spmm_load_bits64(
+        a.positions, a.position_bytes, static_cast<std::uint64_t>(s) * static_cast<std::uint64_t>(a.bits)));
+    const __m256i local = _mm256_add_epi32(
+        k.lane_col, _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(static_cast<int>(word)), k.shifts), k.pmask));
+    const __m256 xv = _mm256_blendv_ps(_mm256_permutevar8x32_ps(xlo, local), _mm256_permutevar8x32_ps(xhi, local),
+                                       _mm256_castsi256_ps(_mm256_cmpgt_epi32(local, seven)));
+    const __m256 ok = _mm256_cmp_ps(w, zero, _CMP_NEQ_UQ);
+    acc[q] = _mm256_blendv_ps(acc[q], _mm256_fmadd_ps(w, xv, acc[q]), ok);
+  }
+}
+
+/// Rows [r, r + R) of the window SpMV (nm_window_half), the lower and upper
+/// halves of each block of 16 slots into their own partial sums.
+template <class V, int R>
+[[QPRUNE_TARGET_SPMM256]] inline void spmv_nm_window_rows(const detail::spmm_nm_rows<V>& a,
+                                                          const detail::spmm_io& io, index_t r,
+                                                          const nm_window_consts& k) noexcept {
+  const index_t len = a.slots_per_row;
+  __m256 lo[R], hi[R];
+#pragma GCC unroll 4
+  for (int q = 0; q < R; ++q) lo[q] = hi[q] = _mm256_setzero_ps();
+  for (index_t j0 = 0; j0 < len; j0 += 16) {
+    nm_window_half<V, R>(a, io.x, r, j0, k, lo);
+    if (j0 + 8 < len) nm_window_half<V, R>(a, io.x, r, j0 + 8, k, hi);
+  }
+#pragma GCC unroll 4
+  for (int q = 0; q < R; ++q) io.y[r + q] = finish<V>(tree16(lo[q], hi[q]), io, r + q);
+}
+
+/// spmv_nm over rows [r0, r1) for a window pattern (nm_window_pattern): four
+/// rows at a time, sharing each window of x.
+template <class V>
+[[QPRUNE_TARGET_SPMM256]] inline void spmv_nm_window(const detail::spmm_nm_rows<V>& a,
+                                                     const detail::spmm_io& io, index_t r0,
+                                                     index_t r1) noexcept {
+  const nm_window_consts k(a);
+  index_t r = r0;
+  for (; r + 2 <= r1; r += 2) spmv_nm_window_rows<V, 2>(a, io, r, k);
+  for (; r < r1; ++r) spmv_nm_window_rows<V, 1>(a, io, r, k);
+}
+
 // Entry points (the sources hold vector constants, so they are built here).
 
 template <class V>
 [[QPRUNE_TARGET_SPMM256]] inline void spmv_nm(const detail::spmm_nm_rows<V>& a, const detail::spmm_io& io,
                                     index_t r0, index_t r1) noexcept {
+  if (nm_window_pattern(a.n, a.m)) {
+    spmv_nm_window<V>(a, io, r0, r1);
+    return;
+  }
   const nm_source<V> src(a);
   spmv<V>(src, io, r0, r1);
 }

@@ -16,6 +16,7 @@
 #include "qprune/kernels/im2col.hpp"
 #include "qprune/kernels/output_stage.hpp"
 #include "qprune/kernels/reference/conv2d_s8.hpp"
+#include "qprune/kernels/x86/gemm_s8.hpp"
 
 #include <algorithm>
 #include <cstdint>
@@ -317,14 +318,12 @@ template <class Ta>
   if (st.relu) v = _mm256_max_ps(v, _mm256_setzero_ps());
   _mm256_storeu_ps(y, v);
 }
-/// Requantization lane by lane through the scalar definition (AVX2 has no 64-bit
-/// arithmetic shift; this keeps the path bit-identical).
+/// Requantization on 8 lanes: the int8 GEMM's AVX2 stage (x86/gemm_s8.hpp),
+/// bit-identical to quant::requantize_value; all 8 channels from c0 exist.
 template <class T>
 [[QPRUNE_TARGET_DW256]] inline void dw_store8(__m256i acc, index_t c0, T* q,
                                               const store_requant<T>& st) noexcept {
-  alignas(32) std::int32_t tmp[8];
-  _mm256_store_si256(reinterpret_cast<__m256i*>(tmp), acc);
-  for (index_t j = 0; j < 8; ++j) q[j] = reference::stage_value(tmp[j], c0 + j, st);
+  store_tile8(acc, q, prepare8(st, c0 + 8, c0));
 }
 
 /// acc += vpmaddwd(x, w).

@@ -381,9 +381,12 @@ template <class Ta>
 #endif
 }
 
+/// MR rows x NV panels (8 channels each) starting at row m0 and panel p0. Not
+/// inlined: inlined into gemm() with its callers, GCC 12 spilled the
+/// accumulator tile to the stack every iteration (measured 2x slower).
 template <int MR, int NV, class Out, class Stage>
-[[QPRUNE_TARGET_AVX2]] inline void micro(const madd_args& g, index_t m0, index_t p0, Out* out,
-                                         index_t ldo, const Stage& st) noexcept {
+[[QPRUNE_TARGET_AVX2, gnu::noinline]] inline void micro(const madd_args& g, index_t m0, index_t p0,
+                                                        Out* out, index_t ldo, const Stage& st) noexcept {
   __m256i acc[MR][NV];
 #pragma GCC unroll 8
   for (int r = 0; r < MR; ++r)

@@ -255,6 +255,22 @@ void bm_eigen(benchmark::State& state, shape s, bool col_major) {
 }
 
 #ifdef QPRUNE_BENCH_HAVE_DNNL
+/// 1 when oneDNN's u8s8s32 GEMM is exact on this CPU, 0 when it saturates: on
+/// AVX2 without VNNI it sums u8 x s8 pairs in int16 (vpmaddubsw), and
+/// 255 * 127 * 2 > 32767. Reported as the counter `exact` of its benchmarks.
+double dnnl_u8s8_exact() {
+  static const double exact = [] {
+    constexpr std::int32_t k = 64;
+    const std::vector<std::uint8_t> a(k, 255);
+    const std::vector<std::int8_t> b(k, 127);
+    std::int32_t c = 0;
+    const std::int32_t co = 0;
+    dnnl_gemm_u8s8s32('N', 'N', 'F', 1, 1, k, 1.0f, a.data(), k, 0, b.data(), 1, 0, 0.0f, &c, 1, &co);
+    return c == 255 * 127 * k ? 1.0 : 0.0;
+  }();
+  return exact;
+}
+
 void bm_dnnl_u8s8s32(benchmark::State& state, shape s) {
   const auto a = random_int<std::uint8_t>(s.m, s.k, 0, 255, 1);
   const auto w = random_int<std::int8_t>(s.n, s.k, -127, 127, 2);
@@ -268,6 +284,7 @@ void bm_dnnl_u8s8s32(benchmark::State& state, shape s) {
     benchmark::ClobberMemory();
   }
   set_macs(state, s);
+  state.counters["exact"] = dnnl_u8s8_exact();
 }
 
 void bm_dnnl_sgemm(benchmark::State& state, shape s) {

@@ -26,6 +26,9 @@
 #ifdef QPRUNE_BENCH_HAVE_DNNL
 #include <oneapi/dnnl/dnnl.h>
 #endif
+#if QPRUNE_X86
+#include <immintrin.h>
+#endif
 
 namespace {
 
@@ -300,9 +303,64 @@ void bm_dnnl_sgemm(benchmark::State& state, shape s) {
 }
 #endif
 
+#if QPRUNE_X86
+// The core's ceilings, for reading the ratios: fp32 FMA (what Eigen's sgemm can
+// approach) and the AVX2 path's exact int8 step, vpmaddwd (16 int16 products
+// summed in pairs into int32) plus vpaddd. Eight independent chains of
+// register-only instructions, 1024 steps per iteration; items are MACs.
+#define QPRUNE_BENCH_X8(S) S(0) S(1) S(2) S(3) S(4) S(5) S(6) S(7)
+
+[[gnu::target("avx2,fma")]] void bm_peak_fma_f32(benchmark::State& state) {
+  if (!qprune::kernels::is_supported(isa::avx2)) return state.SkipWithError("ISA not supported");
+#define QPRUNE_BENCH_ACC(j) __m256 a##j = _mm256_set1_ps(0.0f);
+  QPRUNE_BENCH_X8(QPRUNE_BENCH_ACC)
+#undef QPRUNE_BENCH_ACC
+  const __m256 b = _mm256_set1_ps(1.0f), c = _mm256_set1_ps(0.0f);
+  for (auto _ : state) {
+    for (int i = 0; i < 1024; ++i) {
+#define QPRUNE_BENCH_STEP(j) asm volatile("vfmadd231ps %1, %2, %0" : "+x"(a##j) : "x"(b), "x"(c));
+      QPRUNE_BENCH_X8(QPRUNE_BENCH_STEP)
+#undef QPRUNE_BENCH_STEP
+    }
+  }
+#define QPRUNE_BENCH_KEEP(j) benchmark::DoNotOptimize(a##j);
+  QPRUNE_BENCH_X8(QPRUNE_BENCH_KEEP)
+#undef QPRUNE_BENCH_KEEP
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * 1024 * 8 * 8);
+}
+
+[[gnu::target("avx2,fma")]] void bm_peak_madd_s16(benchmark::State& state) {
+  if (!qprune::kernels::is_supported(isa::avx2)) return state.SkipWithError("ISA not supported");
+#define QPRUNE_BENCH_ACC(j) __m256i a##j = _mm256_set1_epi32(0);
+  QPRUNE_BENCH_X8(QPRUNE_BENCH_ACC)
+#undef QPRUNE_BENCH_ACC
+  const __m256i b = _mm256_set1_epi16(3), c = _mm256_set1_epi16(5);
+  for (auto _ : state) {
+    for (int i = 0; i < 1024; ++i) {
+#define QPRUNE_BENCH_STEP(j)                                                            \
+  {                                                                                     \
+    __m256i t;                                                                          \
+    asm volatile("vpmaddwd %2, %3, %1\n\tvpaddd %1, %0, %0" : "+x"(a##j), "=&x"(t) : "x"(b), "x"(c)); \
+  }
+      QPRUNE_BENCH_X8(QPRUNE_BENCH_STEP)
+#undef QPRUNE_BENCH_STEP
+    }
+  }
+#define QPRUNE_BENCH_KEEP(j) benchmark::DoNotOptimize(a##j);
+  QPRUNE_BENCH_X8(QPRUNE_BENCH_KEEP)
+#undef QPRUNE_BENCH_KEEP
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * 1024 * 8 * 16);
+}
+#undef QPRUNE_BENCH_X8
+#endif
+
 /// Every benchmark reports wall time (UseRealTime): the two-thread runs' CPU time
 /// would count only the calling thread.
 void register_all() {
+#if QPRUNE_X86
+  benchmark::RegisterBenchmark("peak/fma_f32", bm_peak_fma_f32);
+  benchmark::RegisterBenchmark("peak/madd_add_s16", bm_peak_madd_s16);
+#endif
   for (const shape& s : shapes) {
     const std::string dims = std::to_string(s.m) + "x" + std::to_string(s.n) + "x" + std::to_string(s.k);
     for (isa path : {isa::avx512_vnni, isa::avx2}) {

@@ -70,18 +70,35 @@ constexpr isa gemm_family(isa i) noexcept {
   return i == isa::avx512 ? isa::avx2 : i;
 }
 
-/// The calling thread's buffer for the AVX2 kernel's int16 activations, grown
-/// to at least `count` values and kept between calls (no allocation and no
-/// zero-filling per call; every value used is written first). Not reentrant:
-/// one GEMM per thread at a time, which the library's kernels guarantee.
-inline std::int16_t* scratch_s16(index_t count) {
-  thread_local aligned_vector<std::int16_t> buf;
-  if (static_cast<index_t>(buf.size()) < count) {
-    buf = aligned_vector<std::int16_t>();  // release before growing: one buffer at a time
-    buf.resize(static_cast<std::size_t>(count));
+/// The AVX2 kernel's int16 activations: `count` values. Up to 4 MiB they live
+/// in the calling thread's buffer, grown as needed and kept between calls (no
+/// allocation and no zero fill per call; every value used is written first);
+/// a larger request gets a buffer of its own, freed with this object. Not
+/// reentrant: one GEMM per thread at a time, which the library's kernels
+/// guarantee.
+class scratch_s16 {
+ public:
+  static constexpr index_t kept_values = index_t{2} << 20;  // 4 MiB of int16
+
+  explicit scratch_s16(index_t count) {
+    if (count <= kept_values) {
+      thread_local aligned_vector<std::int16_t> kept;
+      if (static_cast<index_t>(kept.size()) < count) {
+        kept = aligned_vector<std::int16_t>();  // release before growing: one buffer at a time
+        kept.resize(static_cast<std::size_t>(count));
+      }
+      data_ = kept.data();
+    } else {
+      own_.resize(static_cast<std::size_t>(count));
+      data_ = own_.data();
+    }
   }
-  return buf.data();
-}
+  std::int16_t* data() const noexcept { return data_; }
+
+ private:
+  aligned_vector<std::int16_t> own_;
+  std::int16_t* data_ = nullptr;
+};
 
 inline void check_k(index_t k) {
   if (k > max_gemm_s8_k) {
@@ -216,7 +233,8 @@ void run_gemm_s8(tensor_view<const Ta, 2> a, std::int32_t zp, const packed_s8& w
     }
     case isa::avx2: {
       const index_t k2 = (k + 1) / 2, lda = k2 * 2;
-      std::int16_t* a16 = detail::scratch_s16(m * lda);
+      const detail::scratch_s16 scratch(m * lda);
+      std::int16_t* a16 = scratch.data();
       const x86_avx2::madd_args args{a16, lda, w.bytes8_.data(), k2, n};
       detail::split_gemm_work(
           m, n, k, x86_avx2::madd_block_channels,

@@ -318,12 +318,36 @@ template <class Ta>
   if (st.relu) v = _mm256_max_ps(v, _mm256_setzero_ps());
   _mm256_storeu_ps(y, v);
 }
-/// Requantization on 8 lanes: the int8 GEMM's AVX2 stage (x86/gemm_s8.hpp),
-/// bit-identical to quant::requantize_value; all 8 channels from c0 exist.
-template <class T>
-[[QPRUNE_TARGET_DW256]] inline void dw_store8(__m256i acc, index_t c0, T* q,
-                                              const store_requant<T>& st) noexcept {
-  store_tile8(acc, q, prepare8(st, c0 + 8, c0));
+/// The requantizing stage with its constants prepared (x86/gemm_s8.hpp's
+/// prepare8) for the NV vectors of 8 channels of one block from c0: once per
+/// dw_block instead of once per pixel.
+template <class T, int NV>
+struct dw_requant8 {
+  requant_consts8 k[NV];
+  index_t c0;
+};
+
+/// The stage dw_block passes down: the stage itself, or for requantization its
+/// prepared constants.
+template <int NV, class Stage>
+[[QPRUNE_TARGET_DW256]] inline const Stage& dw_prepare_block(const Stage& st, index_t) noexcept {
+  return st;
+}
+template <int NV, class T>
+[[QPRUNE_TARGET_DW256]] inline dw_requant8<T, NV> dw_prepare_block(const store_requant<T>& st,
+                                                                   index_t c0) noexcept {
+  dw_requant8<T, NV> p;
+  for (int v = 0; v < NV; ++v) p.k[v] = prepare8(st, c0 + 8 * v + 8, c0 + 8 * v);
+  p.c0 = c0;
+  return p;
+}
+
+/// Requantization on 8 lanes: the int8 GEMM's AVX2 stage, bit-identical to
+/// quant::requantize_value; all 8 channels from c exist.
+template <class T, int NV>
+[[QPRUNE_TARGET_DW256]] inline void dw_store8(__m256i acc, index_t c, T* q,
+                                              const dw_requant8<T, NV>& p) noexcept {
+  store_tile8(acc, q, p.k[(c - p.c0) / 8]);
 }
 
 /// acc += vpmaddwd(x, w).
@@ -419,19 +443,20 @@ template <int NV, class Ta, class Out, class Stage>
   const index_t last = g.in_w - 1 - span_w + g.pad_left;
   const index_t ow_hi = last < 0 ? ow_lo : std::max(ow_lo, std::min(ow_n, last / g.stride_w + 1));
   constexpr int np = NV >= 2 ? 4 : 6;  // NP * NV accumulators + NV weights fit in 16 ymm
+  const auto& ps = dw_prepare_block<NV>(st, c0);
   for (index_t row = row_begin; row < row_end; ++row) {
     const index_t b = row / oh_n, oh = row % oh_n;
     const index_t ih0 = oh * g.stride_h - g.pad_top;
     const bool rows_inside = ih0 >= 0 && ih0 + g.dilation_h * (g.kernel_h - 1) < g.in_h;
     if (!rows_inside) {
-      for (index_t ow = 0; ow < ow_n; ++ow) dw_edge8<NV>(a, x, b, oh, ow, c0, out, ldo, st);
+      for (index_t ow = 0; ow < ow_n; ++ow) dw_edge8<NV>(a, x, b, oh, ow, c0, out, ldo, ps);
       continue;
     }
     index_t ow = 0;
-    for (; ow < ow_lo; ++ow) dw_edge8<NV>(a, x, b, oh, ow, c0, out, ldo, st);
-    for (; ow + np <= ow_hi; ow += np) dw_interior8<np, NV>(a, x, b, oh, ow, c0, out, ldo, st);
-    for (; ow < ow_hi; ++ow) dw_interior8<1, NV>(a, x, b, oh, ow, c0, out, ldo, st);
-    for (; ow < ow_n; ++ow) dw_edge8<NV>(a, x, b, oh, ow, c0, out, ldo, st);
+    for (; ow < ow_lo; ++ow) dw_edge8<NV>(a, x, b, oh, ow, c0, out, ldo, ps);
+    for (; ow + np <= ow_hi; ow += np) dw_interior8<np, NV>(a, x, b, oh, ow, c0, out, ldo, ps);
+    for (; ow < ow_hi; ++ow) dw_interior8<1, NV>(a, x, b, oh, ow, c0, out, ldo, ps);
+    for (; ow < ow_n; ++ow) dw_edge8<NV>(a, x, b, oh, ow, c0, out, ldo, ps);
   }
 }
 

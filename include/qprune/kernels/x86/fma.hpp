@@ -1,13 +1,16 @@
-// The float multiply-add every x86 float kernel accumulates with: acc += a * b
-// (one rounding), with the accumulator tied to one register. GCC copies
-// accumulators held in intrinsic variables around each intrinsic in hot loops
-// (see gemm_s8's dpbusd); the inline-asm form keeps them in place.
+// Helpers shared by the x86 kernels. The float multiply-add every x86 float
+// kernel accumulates with: acc += a * b (one rounding), with the accumulator
+// tied to one register. GCC copies accumulators held in intrinsic variables
+// around each intrinsic in hot loops (see gemm_s8's dpbusd); the inline-asm
+// form keeps them in place. And the AVX2 tail mask of the first lanes.
 #pragma once
 
 #include "qprune/core/config.hpp"
 
 #if QPRUNE_X86
 #include <immintrin.h>
+
+#include <algorithm>
 
 QPRUNE_X86_INTRINSICS_BEGIN
 
@@ -29,6 +32,13 @@ namespace qprune::kernels::x86 {
 #else
   acc = _mm256_fmadd_ps(a, b, acc);
 #endif
+}
+
+/// The first `count` of 8 int32 lanes all ones, the others 0 (count clamped to
+/// [0, 8]): the tail mask of maskload / maskstore and of lane blends.
+[[gnu::target("avx2")]] inline __m256i first_lanes8(index_t count) noexcept {
+  const auto c = static_cast<int>(std::clamp<index_t>(count, 0, 8));
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(c), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
 }  // namespace qprune::kernels::x86

@@ -25,6 +25,7 @@
 #include <type_traits>
 
 #include "qprune/kernels/output_stage.hpp"
+#include "qprune/kernels/x86/fma.hpp"
 
 QPRUNE_X86_INTRINSICS_BEGIN
 
@@ -245,18 +246,12 @@ struct madd_args {
 // (store_tile8, on every accumulator vector of the panel). `out` points at the
 // panel's first channel in the row; lanes past the true N are never stored.
 
-/// Lanes j < n - n0 all ones: the tail mask of maskload / maskstore.
-[[QPRUNE_TARGET_AVX2]] inline __m256i lane_mask8(index_t n, index_t n0) noexcept {
-  const auto left = static_cast<int>(std::min<index_t>(n - n0, 8));
-  return _mm256_cmpgt_epi32(_mm256_set1_epi32(left), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
-
 struct int32_consts8 {
   __m256i lanes;
   bool full;
 };
 [[QPRUNE_TARGET_AVX2]] inline int32_consts8 prepare8(const store_int32&, index_t n, index_t n0) noexcept {
-  return {lane_mask8(n, n0), n - n0 >= 8};
+  return {x86::first_lanes8(n - n0), n - n0 >= 8};
 }
 [[QPRUNE_TARGET_AVX2]] inline void store_tile8(__m256i acc, std::int32_t* c, const int32_consts8& k) noexcept {
   if (k.full) {
@@ -272,7 +267,7 @@ struct float_consts8 {
   bool full, relu, fused;
 };
 [[QPRUNE_TARGET_AVX2]] inline float_consts8 prepare8(const store_float& st, index_t n, index_t n0) noexcept {
-  const __m256i lanes = lane_mask8(n, n0);
+  const __m256i lanes = x86::first_lanes8(n - n0);
   return {_mm256_maskload_ps(st.scale + n0, lanes),
           st.bias != nullptr ? _mm256_maskload_ps(st.bias + n0, lanes) : _mm256_setzero_ps(),
           lanes, n - n0 >= 8, st.relu, st.fused};
@@ -302,7 +297,7 @@ struct requant_consts8 {
 template <class T>
 [[QPRUNE_TARGET_AVX2]] inline requant_consts8 prepare8(const store_requant<T>& st, index_t n,
                                                        index_t n0) noexcept {
-  const __m256i lanes = lane_mask8(n, n0);
+  const __m256i lanes = x86::first_lanes8(n - n0);
   const __m256i zero = _mm256_setzero_si256();
   const __m256i one = _mm256_set1_epi32(1);
   const __m256i shift = _mm256_maskload_epi32(st.shift + n0, lanes);

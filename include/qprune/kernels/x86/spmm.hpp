@@ -798,11 +798,8 @@ struct csr_source {
     if (s + j0 + 16 <= a.nnz) [[likely]] {
       // Lanes past the row hold the next row's entries: cut by the lane mask.
       fill(vp, ip, e);
-      const __m256i left = _mm256_set1_epi32(static_cast<int>(std::min<index_t>(16, len - j0)));
       for (int h = 0; h < 2; ++h) {
-        const __m256i lane = _mm256_setr_epi32(8 * h, 8 * h + 1, 8 * h + 2, 8 * h + 3, 8 * h + 4,
-                                               8 * h + 5, 8 * h + 6, 8 * h + 7);
-        e.ok[h] = _mm256_and_ps(e.ok[h], _mm256_castsi256_ps(_mm256_cmpgt_epi32(left, lane)));
+        e.ok[h] = _mm256_and_ps(e.ok[h], _mm256_castsi256_ps(x86::first_lanes8(len - j0 - 8 * h)));
       }
     } else {
       const tail_block<V> tv(vp, len - j0);
@@ -994,13 +991,13 @@ template <class V, class Source>
   }
 }
 
-/// One 16-entry block of a CSR row into its partial sums: values at vp, column
-/// indices read straight from the index array at ip (8-, 16- or 32-bit; no
-/// store and reload of a column vector, whose failed forwarding stalled the
-/// generic spmv). `live` holds the lanes inside the row (all ones for a whole
-/// block); lanes outside it, or holding a stored zero, keep their sums. Every
-/// index read is a valid column (the next row's, for lanes past this row), so
-/// no lane reads x out of bounds.
+/// Eight entries of a CSR row into their eight partial sums (acc): values at
+/// vp, column indices read straight from the index array at ip (8-, 16- or
+/// 32-bit; no store and reload of a column vector, whose failed forwarding
+/// stalled the generic spmv). `live` holds the lanes inside the row (all ones
+/// inside a whole block); lanes outside it, or holding a stored zero, keep
+/// their sums. Every index read is a valid column (the next row's, for lanes
+/// past this row), so no lane reads x out of bounds.
 template <class V, class I>
 [[QPRUNE_TARGET_SPMM256]] inline void csr_half(const V* vp, const I* ip, const float* x, __m256 live,
                                                __m256& acc) noexcept {
@@ -1008,11 +1005,13 @@ template <class V, class I>
   const __m256 ok = _mm256_and_ps(live, _mm256_cmp_ps(w, _mm256_setzero_ps(), _CMP_NEQ_UQ));
   acc = _mm256_blendv_ps(acc, _mm256_fmadd_ps(w, xload8(x, ip), acc), ok);
 }
+/// A block of up to 16 entries: the lower eight into acc[0], the upper eight
+/// into acc[1] unless `upper` is false (no entry there: those sums stay).
 template <class V, class I>
 [[QPRUNE_TARGET_SPMM256]] inline void csr_block(const V* vp, const I* ip, const float* x, __m256 live0,
-                                                __m256 live1, __m256 (&acc)[2]) noexcept {
+                                                __m256 live1, bool upper, __m256 (&acc)[2]) noexcept {
   csr_half(vp, ip, x, live0, acc[0]);
-  csr_half(vp + 8, ip + 8, x, live1, acc[1]);
+  if (upper) csr_half(vp + 8, ip + 8, x, live1, acc[1]);
 }
 
 /// CSR SpMV in the lane order of spmv (entry j of a row into partial sum j % 16,
@@ -1023,8 +1022,6 @@ template <class V, class I, class P>
 [[QPRUNE_TARGET_SPMM256]] inline void spmv_csr(const detail::spmm_csr_rows<V, I, P>& a,
                                      const detail::spmm_io& io, index_t r0, index_t r1) noexcept {
   const __m256 all = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
-  const __m256i lane_lo = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  const __m256i lane_hi = _mm256_setr_epi32(8, 9, 10, 11, 12, 13, 14, 15);
   for (index_t r = r0; r < r1; ++r) {
     const auto s = static_cast<index_t>(a.row_ptr[r]);
     const auto len = static_cast<index_t>(a.row_ptr[r + 1] - a.row_ptr[r]);
@@ -1035,28 +1032,19 @@ template <class V, class I, class P>
     for (; j0 + 16 <= len; j0 += 16) {
       prefetch_ahead<512>(vp + j0);
       prefetch_ahead<512>(ip + j0);
-      csr_block(vp + j0, ip + j0, io.x, all, all, acc);
+      csr_block(vp + j0, ip + j0, io.x, all, all, true, acc);
     }
     if (j0 < len) {
       const index_t left = len - j0;
-      const __m256i n = _mm256_set1_epi32(static_cast<int>(left));
-      const __m256 live0 = _mm256_castsi256_ps(_mm256_cmpgt_epi32(n, lane_lo));
-      const __m256 live1 = _mm256_castsi256_ps(_mm256_cmpgt_epi32(n, lane_hi));
-      if (left <= 8) {
-        // Only the lower half holds entries: the upper partial sums stay as they are.
-        if (s + j0 + 8 <= a.nnz) [[likely]] {
-          csr_half(vp + j0, ip + j0, io.x, live0, acc[0]);
-        } else {
-          const tail_block<V> tv(vp + j0, left);
-          const tail_block<I> ti(ip + j0, left);
-          csr_half(tv.v, ti.v, io.x, live0, acc[0]);
-        }
-      } else if (s + j0 + 16 <= a.nnz) [[likely]] {
-        csr_block(vp + j0, ip + j0, io.x, live0, live1, acc);
+      const __m256 live0 = _mm256_castsi256_ps(x86::first_lanes8(left));
+      const __m256 live1 = _mm256_castsi256_ps(x86::first_lanes8(left - 8));
+      const bool upper = left > 8;
+      if (s + j0 + (upper ? 16 : 8) <= a.nnz) [[likely]] {
+        csr_block(vp + j0, ip + j0, io.x, live0, live1, upper, acc);
       } else {
         const tail_block<V> tv(vp + j0, left);
         const tail_block<I> ti(ip + j0, left);
-        csr_block(tv.v, ti.v, io.x, live0, live1, acc);
+        csr_block(tv.v, ti.v, io.x, live0, live1, upper, acc);
       }
     }
     io.y[r] = finish<V>(tree16(acc[0], acc[1]), io, r);
@@ -1074,17 +1062,16 @@ constexpr bool nm_window_pattern(int n, int m) noexcept {
 /// window, (t / n) * m, and the shifts and mask that take slot t's position
 /// out of a 32-bit word.
 struct nm_window_consts {
-  __m256i lanes, lane_col, shifts, pmask;
-  int n_shift;
+  int n_shift;  ///< log2(n)
+  __m256i lane_col, shifts, pmask;
 
   template <class V>
   [[QPRUNE_TARGET_SPMM256]] explicit nm_window_consts(const detail::spmm_nm_rows<V>& a) noexcept
-      : lanes(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)),
-        lane_col(_mm256_mullo_epi32(_mm256_srli_epi32(lanes, __builtin_ctz(static_cast<unsigned>(a.n))),
+      : n_shift(__builtin_ctz(static_cast<unsigned>(a.n))),
+        lane_col(_mm256_mullo_epi32(_mm256_srli_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), n_shift),
                                     _mm256_set1_epi32(a.m))),
-        shifts(_mm256_mullo_epi32(lanes, _mm256_set1_epi32(a.bits))),
-        pmask(_mm256_set1_epi32((1 << a.bits) - 1)),
-        n_shift(__builtin_ctz(static_cast<unsigned>(a.n))) {}
+        shifts(_mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(a.bits))),
+        pmask(_mm256_set1_epi32((1 << a.bits) - 1)) {}
 };
 
 /// Slots j0 .. j0 + 7 of rows [r, r + R) into their partial sums acc[q] (one
@@ -1101,13 +1088,8 @@ template <class V, int R>
   const index_t base = (j0 >> k.n_shift) * a.m;
   const index_t left = a.cols - base;  // >= 1: the group of slot j0 starts inside the matrix
   const __m256 zero = _mm256_setzero_ps();
-  const __m256 xlo = _mm256_maskload_ps(
-      x + base, _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(std::min<index_t>(left, 8))), k.lanes));
-  const __m256 xhi =
-      left > 8 ? _mm256_maskload_ps(x + base + 8, _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(
-                                                                         std::min<index_t>(left - 8, 8))),
-                                                                     k.lanes))
-               : zero;
+  const __m256 xlo = _mm256_maskload_ps(x + base, x86::first_lanes8(left));
+  const __m256 xhi = left > 8 ? _mm256_maskload_ps(x + base + 8, x86::first_lanes8(left - 8)) : zero;
   const __m256i seven = _mm256_set1_epi32(7);
 #pragma GCC unroll 4
   for (int q = 0; q < R; ++q) {
@@ -1144,7 +1126,7 @@ template <class V, int R>
   for (int q = 0; q < R; ++q) io.y[r + q] = finish<V>(tree16(lo[q], hi[q]), io, r + q);
 }
 
-/// spmv_nm over rows [r0, r1) for a window pattern (nm_window_pattern): four
+/// spmv_nm over rows [r0, r1) for a window pattern (nm_window_pattern): two
 /// rows at a time, sharing each window of x.
 template <class V>
 [[QPRUNE_TARGET_SPMM256]] inline void spmv_nm_window(const detail::spmm_nm_rows<V>& a,

@@ -122,6 +122,14 @@ TEST_P(GemmS8, RequantizingStageMatchesScalarRequantize) {
       check_requant<std::int8_t>(GetParam(), 64, 100, 300, act, s_out, ++salt);
     }
   }
+  // K = 96 (24 groups of 4): an 8 x 3-panel tile's 24 deferred vectors are
+  // requantized exactly within the next tile's K loop.
+  check_requant<std::uint8_t>(GetParam(), 41, 257, 96, fused_activation::relu, 0.05f, ++salt);
+  // Rows split over two threads, each requantizing its own tiles.
+  qprune::kernels::set_num_threads(2);
+  check_requant<std::int8_t>(GetParam(), 789, 64, 288, fused_activation::none, 0.4f, ++salt);
+  check_requant<std::uint8_t>(GetParam(), 64, 1024, 256, fused_activation::relu6, 0.05f, ++salt);
+  qprune::kernels::set_num_threads(1);
 }
 
 /// The requantizing stage over the whole parameter space it accepts, not only

@@ -84,6 +84,12 @@ TEST_P(GemmF16, EmptyAndLarge) {
   check<half>(GetParam(), 3, 0, 7, false, false, 2);
   check<half>(GetParam(), 3, 5, 0, true, true, 3);
   check<half>(GetParam(), 33, 257, 300, true, true, 4);
+  // Fewer than four rows run over eight, then four panels at a time (N = 257:
+  // 8 + 8 + 1 panels of 16; N = 200: 8 + 4 + 1).
+  for (index_t m : {1, 2, 3}) {
+    check<half>(GetParam(), m, 257, 70, true, m == 2, 40 + static_cast<std::uint64_t>(m));
+    check<bfloat16>(GetParam(), m, 200, 33, m != 2, false, 50 + static_cast<std::uint64_t>(m));
+  }
 }
 
 TEST_P(GemmF16, TwoThreadsGiveIdenticalResults) {

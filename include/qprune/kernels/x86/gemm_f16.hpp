@@ -54,21 +54,21 @@ template <class H, int MR, int NV>
   __m512 acc[MR][NV];
 #pragma GCC unroll 8
   for (int r = 0; r < MR; ++r)
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_setzero_ps();
   const float* xp = g.x + m0 * g.ldx;
   for (index_t p = 0; p < g.k; ++p) {
     __m512 wv[NV];
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int v = 0; v < NV; ++v) wv[v] = widen16<H>(g.w + ((p0 + v) * g.k + p) * 16);
 #pragma GCC unroll 8
     for (int r = 0; r < MR; ++r) {
       const __m512 xv = _mm512_set1_ps(xp[r * g.ldx + p]);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
       for (int v = 0; v < NV; ++v) x86::fma16(acc[r][v], xv, wv[v]);
     }
   }
-#pragma GCC unroll 4
+#pragma GCC unroll 8
   for (int v = 0; v < NV; ++v) {
     const index_t n0 = (p0 + v) * 16;
     const index_t left = g.n - n0;
@@ -97,11 +97,24 @@ template <class H, int NV>
 /// Output channels per block of work: two 16-channel panels.
 inline constexpr index_t f16_block_channels = 32;
 
+/// Rows one at a time over eight panels (as x86_avx2::each_row): a row's outputs
+/// are k-ordered fma chains, and one row over two panels has only two in flight
+/// (Zen 4, 1 x 1024 x 1024 fp16: 42 -> 27 us with eight).
+template <class H, int NV>
+[[QPRUNE_TARGET_AVX512F16]] inline void each_row(const f16_args& g, index_t m, index_t p0, float* y,
+                                                 index_t ldy) noexcept {
+  for (index_t r = 0; r < m; ++r) micro<H, 1, NV>(g, r, p0, y, ldy);
+}
+
 template <class H>
 [[QPRUNE_TARGET_AVX512F16]] inline void gemm_f16(const f16_args& g, index_t m, index_t block_begin,
                                                  index_t block_end, float* y, index_t ldy) noexcept {
   const index_t panels = std::min((g.n + 15) / 16, block_end * 2);
   index_t p0 = block_begin * 2;
+  if (m < 4) {
+    for (; p0 + 8 <= panels; p0 += 8) each_row<H, 8>(g, m, p0, y, ldy);
+    if (p0 + 4 <= panels) { each_row<H, 4>(g, m, p0, y, ldy); p0 += 4; }
+  }
   for (; p0 + 2 <= panels; p0 += 2) rows<H, 2>(g, m, p0, y, ldy);
   if (p0 < panels) rows<H, 1>(g, m, p0, y, ldy);
 }

@@ -353,6 +353,46 @@ void bm_dnnl_sgemm(benchmark::State& state, shape s) {
   benchmark::DoNotOptimize(sum);
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * 1024 * 8 * 16);
 }
+
+// The AVX-512 ceilings: 512-bit FMA (16 MACs) and vpdpbusd (64 u8 x s8 MACs
+// into int32), eight independent chains each.
+[[gnu::target("avx512f,avx512vnni")]] void bm_peak_fma_f32_512(benchmark::State& state) {
+  if (!qprune::kernels::is_supported(isa::avx512)) return state.SkipWithError("ISA not supported");
+#define QPRUNE_BENCH_ACC(j) __m512 a##j = _mm512_set1_ps(0.0f);
+  QPRUNE_BENCH_X8(QPRUNE_BENCH_ACC)
+#undef QPRUNE_BENCH_ACC
+  const __m512 b = _mm512_set1_ps(1.0f), c = _mm512_set1_ps(0.0f);
+  for (auto _ : state) {
+    for (int i = 0; i < 1024; ++i) {
+#define QPRUNE_BENCH_STEP(j) asm volatile("vfmadd231ps %1, %2, %0" : "+v"(a##j) : "v"(b), "v"(c));
+      QPRUNE_BENCH_X8(QPRUNE_BENCH_STEP)
+#undef QPRUNE_BENCH_STEP
+    }
+  }
+  __m512 sum = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)),
+                             _mm512_add_ps(_mm512_add_ps(a4, a5), _mm512_add_ps(a6, a7)));
+  benchmark::DoNotOptimize(sum);
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * 1024 * 8 * 16);
+}
+
+[[gnu::target("avx512f,avx512vnni")]] void bm_peak_dpbusd(benchmark::State& state) {
+  if (!qprune::kernels::is_supported(isa::avx512_vnni)) return state.SkipWithError("ISA not supported");
+#define QPRUNE_BENCH_ACC(j) __m512i a##j = _mm512_set1_epi32(0);
+  QPRUNE_BENCH_X8(QPRUNE_BENCH_ACC)
+#undef QPRUNE_BENCH_ACC
+  const __m512i b = _mm512_set1_epi8(3), c = _mm512_set1_epi8(5);
+  for (auto _ : state) {
+    for (int i = 0; i < 1024; ++i) {
+#define QPRUNE_BENCH_STEP(j) asm volatile("vpdpbusd %1, %2, %0" : "+v"(a##j) : "v"(b), "v"(c));
+      QPRUNE_BENCH_X8(QPRUNE_BENCH_STEP)
+#undef QPRUNE_BENCH_STEP
+    }
+  }
+  __m512i sum = _mm512_add_epi32(_mm512_add_epi32(_mm512_add_epi32(a0, a1), _mm512_add_epi32(a2, a3)),
+                                 _mm512_add_epi32(_mm512_add_epi32(a4, a5), _mm512_add_epi32(a6, a7)));
+  benchmark::DoNotOptimize(sum);
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * 1024 * 8 * 64);
+}
 #undef QPRUNE_BENCH_X8
 #endif
 
@@ -362,6 +402,8 @@ void register_all() {
 #if QPRUNE_X86
   benchmark::RegisterBenchmark("peak/fma_f32", bm_peak_fma_f32);
   benchmark::RegisterBenchmark("peak/madd_add_s16", bm_peak_madd_s16);
+  benchmark::RegisterBenchmark("peak/fma_f32_512", bm_peak_fma_f32_512);
+  benchmark::RegisterBenchmark("peak/dpbusd_s32", bm_peak_dpbusd);
 #endif
   for (const shape& s : shapes) {
     const std::string dims = std::to_string(s.m) + "x" + std::to_string(s.n) + "x" + std::to_string(s.k);

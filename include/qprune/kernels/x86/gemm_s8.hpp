@@ -155,11 +155,17 @@ template <class T>
   _mm_mask_storeu_epi8(q + n0, m, _mm512_cvtepi32_epi8(r));
 }
 
-/// MR rows x NV panels (16 channels each) starting at row m0 and panel p0.
-template <int MR, int NV, class Out, class Stage>
-[[QPRUNE_TARGET_VNNI]] inline void micro(const vnni_args& g, index_t m0, index_t p0, Out* out,
-                                         index_t ldo, const Stage& st) noexcept {
-  __m512i acc[MR][NV];
+/// Nothing to do beside a K loop's dot products (every stage but requant).
+struct no_step {
+  [[QPRUNE_TARGET_VNNI]] void operator()() const noexcept {}
+};
+
+/// acc = the MR x NV tile's dot products over all of K (rows from m0, panels
+/// from p0), calling step() once per 4-byte k-group: work that the out-of-order
+/// core runs beside the vpdpbusd chain.
+template <int MR, int NV, class Step>
+[[QPRUNE_TARGET_VNNI]] inline void dot_tile(const vnni_args& g, index_t m0, index_t p0,
+                                            __m512i (&acc)[MR][NV], const Step& step) noexcept {
 #pragma GCC unroll 8
   for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 4
@@ -180,7 +186,16 @@ template <int MR, int NV, class Out, class Stage>
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) dpbusd(acc[r][v], av, bv[v]);
     }
+    step();
   }
+}
+
+/// MR rows x NV panels (16 channels each) starting at row m0 and panel p0.
+template <int MR, int NV, class Out, class Stage>
+[[QPRUNE_TARGET_VNNI]] inline void micro(const vnni_args& g, index_t m0, index_t p0, Out* out,
+                                         index_t ldo, const Stage& st) noexcept {
+  __m512i acc[MR][NV];
+  dot_tile(g, m0, p0, acc, no_step{});
 #pragma GCC unroll 4
   for (int v = 0; v < NV; ++v) {
     const index_t n0 = (p0 + v) * 16;
@@ -227,6 +242,13 @@ struct requant_queue {
   [[QPRUNE_TARGET_VNNI]] void drain() noexcept {
     while (next < count) step();
   }
+  /// dot_tile's step: one queued vector, while any is left.
+  struct one_step {
+    requant_queue& q;
+    [[QPRUNE_TARGET_VNNI]] void operator()() const noexcept {
+      if (q.next < q.count) q.step();
+    }
+  };
 };
 
 /// micro() for the requantizing stage: the previous tile's queued vectors are
@@ -236,28 +258,7 @@ template <int MR, int NV, class T>
 [[QPRUNE_TARGET_VNNI]] inline void micro_queued(const vnni_args& g, index_t m0, index_t p0, T* out,
                                                 requant_queue<NV, T>& q) noexcept {
   __m512i acc[MR][NV];
-#pragma GCC unroll 8
-  for (int r = 0; r < MR; ++r)
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_setzero_si512();
-  const std::int8_t* bp[NV];
-#pragma GCC unroll 4
-  for (int v = 0; v < NV; ++v) bp[v] = g.b + (p0 + v) * g.k4 * 64;
-  const std::uint8_t* ap = g.a + m0 * g.lda;
-  for (index_t kg = 0; kg < g.k4; ++kg) {
-    __m512i bv[NV];
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) bv[v] = _mm512_loadu_si512(bp[v] + kg * 64);
-#pragma GCC unroll 8
-    for (int r = 0; r < MR; ++r) {
-      std::int32_t word;
-      std::memcpy(&word, ap + r * g.lda + kg * 4, 4);
-      const __m512i av = _mm512_set1_epi32(word);
-#pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) dpbusd(acc[r][v], av, bv[v]);
-    }
-    if (q.next < q.count) q.step();
-  }
+  dot_tile(g, m0, p0, acc, typename requant_queue<NV, T>::one_step{q});
   q.drain();
 #pragma GCC unroll 8
   for (int r = 0; r < MR; ++r)

@@ -2,8 +2,9 @@
 // kernels/reference/spmm.hpp (16 partial sums per output, fixed tree). A "row
 // source" loads 16 stored entries of a row at a time as (value, column, valid)
 // vectors, for CSR or packed N:M. SpMV keeps the 16 partial sums in one zmm (or
-// two ymm) and fetches x by broadcast loads + blends (2:4-like N:M: two loads +
-// one permute, four rows at a time); SpMM decodes a row once into (value, X^T
+// two ymm) and fetches x by scalar loads merged in registers (vinsertps chains
+// on AVX-512, broadcasts + blends on AVX2; 2:4-like N:M: two loads + one
+// permute, four rows at a time); SpMM decodes a row once into (value, X^T
 // offset) pairs and runs the batch in the vector lanes, one accumulator per
 // partial sum, except 2:4-like N:M on AVX-512, which runs tiles of 4 matrix rows
 // x 2 batch rows over X itself (one 16-lane accumulator per output, as SpMV).

@@ -226,8 +226,8 @@ template <int NV, class Out, class Stage>
 template <int NV, class T>
 struct requant_queue {
   requant_consts k[NV];  ///< per panel, read from memory by each step
-  __mmask16 lanes[NV];
-  index_t n0[NV];
+  __mmask16 lanes[NV];   ///< per panel: the channels that exist
+  index_t col0 = 0;      ///< first channel of panel 0 (panel v starts at col0 + 16 v)
   alignas(64) std::int32_t acc[8 * NV * 16];  ///< the queued accumulators, (row, panel) order
   T* row0 = nullptr;                           ///< output row of the queued tile's first row
   index_t ldo = 0;
@@ -237,7 +237,7 @@ struct requant_queue {
   [[QPRUNE_TARGET_VNNI]] void step() noexcept {
     const int i = next++;
     const int r = i / NV, v = i % NV;
-    store_tile(_mm512_load_si512(acc + i * 16), lanes[v], n0[v], row0 + r * ldo, k[v]);
+    store_tile(_mm512_load_si512(acc + i * 16), lanes[v], col0 + 16 * v, row0 + r * ldo, k[v]);
   }
   [[QPRUNE_TARGET_VNNI]] void drain() noexcept {
     while (next < count) step();
@@ -275,11 +275,12 @@ template <int NV, class T>
                                         const store_requant<T>& st) noexcept {
   requant_queue<NV, T> q;
   q.ldo = ldo;
+  q.col0 = p0 * 16;
 #pragma GCC unroll 4
   for (int v = 0; v < NV; ++v) {
-    q.n0[v] = (p0 + v) * 16;
-    q.lanes[v] = tail_mask(g.n, q.n0[v]);
-    q.k[v] = prepare(st, q.lanes[v], q.n0[v], _mm512_loadu_si512(g.zcorr + q.n0[v]));
+    const index_t n0 = q.col0 + 16 * v;
+    q.lanes[v] = tail_mask(g.n, n0);
+    q.k[v] = prepare(st, q.lanes[v], n0, _mm512_loadu_si512(g.zcorr + n0));
   }
   index_t m0 = 0;
   for (; m0 + 8 <= m; m0 += 8) micro_queued<8, NV>(g, m0, p0, out, q);
